@@ -1,0 +1,62 @@
+"""The ``densepose`` command-line tool: one executable, one verb per job.
+
+Each verb lives in its own module under ``densepose_ros.cli`` exposing
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
+when their verb is used, so ``densepose --help`` stays fast and a verb whose
+optional dependencies are missing does not break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb -> (module under densepose_ros.cli, one-line help). The single place verbs are listed.
+VERBS: dict[str, tuple[str, str]] = {
+    "import-d2": ("import_d2", "convert detectron2 model-zoo weights (.pkl/.pth) to a project file"),
+    "infer": ("infer", "run DensePose on images, folders or videos; write overlays, IUV, JSON"),
+    "bench": ("bench", "per-stage CPU/GPU timings of the model"),
+    "export": ("export", "export a model to ONNX"),
+    "build-engine": ("build_engine", "build a TensorRT engine from an ONNX file (GPU only)"),
+    "synth": ("synth", "render synthetic DensePose training data from the Anny body model"),
+    "train": ("train", "train DensePose R-CNN"),
+    "eval": ("eval", "evaluate weights on a DensePose-COCO style annotation file"),
+}
+
+
+def _available(verb: str) -> bool:
+    module, _ = VERBS[verb]
+    return importlib.util.find_spec(f"densepose_ros.cli.{module}") is not None
+
+
+def _usage() -> str:
+    lines = ["usage: densepose <verb> [options]   (densepose <verb> --help for details)", "", "verbs:"]
+    for verb, (_, help_text) in VERBS.items():
+        suffix = "" if _available(verb) else "  [not built yet]"
+        lines.append(f"  {verb:<13} {help_text}{suffix}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"densepose: unknown verb '{verb}'\n\n{_usage()}", file=sys.stderr)
+        return 2
+    if not _available(verb):
+        print(f"densepose: '{verb}' is not built yet in this version", file=sys.stderr)
+        return 2
+    module_name, help_text = VERBS[verb]
+    module = importlib.import_module(f"densepose_ros.cli.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"densepose {verb}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
