@@ -12,3 +12,10 @@ file by colcon; they exist only in a built ROS 2 workspace.
 """
 
 __version__ = "0.1.0"
+
+# In a source checkout this directory shadows the colcon-installed copy of the package, which
+# is the one holding the generated ``msg`` module. Extending the package path to every
+# ``densepose_ros`` directory on sys.path makes ``densepose_ros.msg`` resolvable either way.
+from pkgutil import extend_path  # noqa: E402
+
+__path__ = extend_path(__path__, __name__)

@@ -14,7 +14,7 @@ import sys
 
 # verb -> (module under densepose_ros.cli, one-line help). The single place verbs are listed.
 VERBS: dict[str, tuple[str, str]] = {
-    "import-d2": ("import_d2", "convert detectron2 model-zoo weights (.pkl/.pth) to a project file"),
+    "import-d2": ("import_d2", "convert detectron2 model-zoo weights (.pkl/.pth) to our format"),
     "infer": ("infer", "run DensePose on images, folders or videos; write overlays, IUV, JSON"),
     "bench": ("bench", "per-stage CPU/GPU timings of the model"),
     "export": ("export", "export a model to ONNX"),
@@ -31,7 +31,8 @@ def _available(verb: str) -> bool:
 
 
 def _usage() -> str:
-    lines = ["usage: densepose <verb> [options]   (densepose <verb> --help for details)", "", "verbs:"]
+    lines = ["usage: densepose <verb> [options]   (densepose <verb> --help for details)"]
+    lines += ["", "verbs:"]
     for verb, (_, help_text) in VERBS.items():
         suffix = "" if _available(verb) else "  [not built yet]"
         lines.append(f"  {verb:<13} {help_text}{suffix}")

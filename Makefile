@@ -1,0 +1,36 @@
+# densepose_ros developer entry points. Everything installs from the project's own files.
+#   make demo   - run the node on a real street scene (OpenCV's vtest.avi) and write results
+#   make test   - lint + the whole test suite
+#   make bench  - benchmarks (medians), written to bench_output/
+#   make test-gpu - the CUDA/TensorRT tests (on a machine with an NVIDIA GPU)
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# Run a command inside the venv with this package's colcon install sourced.
+RUN := source scripts/env.sh &&
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-gpu bench lint format clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@$(RUN) python -m densepose_ros.demo --out demo_output
+
+lint: setup
+	@$(RUN) ruff check . && echo "lint: ok"
+
+test: setup lint
+	@$(RUN) DENSEPOSE_REQUIRE_ROS=1 python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+test-gpu: setup
+	@$(RUN) DENSEPOSE_REQUIRE_GPU=1 python -m pytest -m gpu $(PYTEST_ARGS)
+
+bench: setup
+	@$(RUN) python benchmarks/run_all.py --out bench_output $(BENCH)
+
+format: setup
+	@$(RUN) ruff check --fix . && ruff format .
+
+clean:
+	rm -rf build install log demo_output bench_output .pytest_cache .ruff_cache
