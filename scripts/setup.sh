@@ -52,9 +52,13 @@ mkdir -p .cache && touch .cache/COLCON_IGNORE
 scripts/fetch_sample_data.sh
 
 # 4. colcon build (messages and Python package) when any input changed.
+installed_dirs=""
+for dir in densepose_ros scripts launch config models rviz; do
+  [ -d "$dir" ] && installed_dirs="$installed_dirs $dir"
+done
+# shellcheck disable=SC2086
 build_hash="$( (cat CMakeLists.txt package.xml msg/*.msg; \
-  find densepose_ros scripts launch config models rviz -type f -not -path '*__pycache__*' \
-  2>/dev/null | sort) | sha256sum | cut -c1-16)"
+  find $installed_dirs -type f -not -path '*__pycache__*' | sort) | sha256sum | cut -c1-16)"
 if [ "$(cat install/.build.sha 2>/dev/null)" != "$build_hash" ]; then
   say "colcon build"
   start=$(date +%s)

@@ -1,0 +1,135 @@
+"""Every parameter of the DensePose node, its default, range and description, once.
+
+``config/densepose.yaml`` carries the same names (a test keeps the two in step), the node
+declares ROS parameters from this dataclass, and the README's parameter table is generated
+from it (``python -m densepose_ros.node_config``). ROS-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _param(default, description: str, *, runtime: bool = False, range_=None, choices=None):
+    """A parameter: ``runtime`` ones may change while the node runs (``ros2 param set``)."""
+    return field(
+        default=default,
+        metadata={"description": description, "runtime": runtime, "range": range_,
+                  "choices": choices},
+    )
+
+
+@dataclass
+class NodeConfig:
+    """Parameters of ``densepose_node``."""
+
+    # --- model -------------------------------------------------------------------------
+    weights: str = _param(
+        "", "Model file (.pth from `densepose import-d2`/`train`, or .onnx/.engine for those "
+        "backends). Empty: the bundled default model.")
+    allow_untrained: bool = _param(
+        False, "If no weights are available, run an UNTRAINED model of `untrained_config` "
+        "(outputs are meaningless; for plumbing tests only). Logged loudly.")
+    untrained_config: str = _param(
+        "", "Model configuration used with allow_untrained (empty: the light configuration).")
+    backend: str = _param(
+        "auto", "Inference backend; auto picks the fastest available and logs why.",
+        choices=("auto", "tensorrt", "onnxruntime", "torch"))
+    device: str = _param("auto", "Device: auto, cpu, cuda or cuda:N.")
+    # --- detection and output (safe to change at run time) -----------------------------
+    score_threshold: float = _param(
+        0.8, "Minimum detection score of a published person.", runtime=True, range_=(0.0, 1.0))
+    nms_threshold: float = _param(
+        0.5, "IoU threshold of the box non-maximum suppression.", runtime=True,
+        range_=(0.0, 1.0))
+    max_persons: int = _param(
+        20, "Most persons published per frame (highest scores first).", runtime=True,
+        range_=(1, 100))
+    resize_shortest_edge: int = _param(
+        0, "Resize input so its shorter side is this many pixels; 0: the model's default.",
+        runtime=True, range_=(0, 2000))
+    resize_max_size: int = _param(
+        0, "Upper bound of the longer side after resizing; 0: the model's default.",
+        runtime=True, range_=(0, 4000))
+    correspondence_stride: int = _param(
+        8, "Grid stride in pixels of the sampled surface correspondences.", runtime=True,
+        range_=(1, 128))
+    chart_max_size: int = _param(
+        0, "Cap on the dense chart's longer side per person (0: full box resolution).",
+        runtime=True, range_=(0, 2048))
+    publish_persons: bool = _param(True, "Publish densepose/persons.", runtime=True)
+    publish_iuv: bool = _param(True, "Publish densepose/iuv.", runtime=True)
+    publish_debug_image: bool = _param(
+        True, "Publish densepose/debug_image (computed only while subscribed).", runtime=True)
+    publish_surface_points: bool = _param(
+        True, "Publish densepose/surface_points when depth is on.", runtime=True)
+    # --- input -------------------------------------------------------------------------
+    use_compressed: bool = _param(
+        False, "Subscribe to image/compressed (JPEG/PNG) instead of image.")
+    use_depth: bool = _param(
+        False, "Subscribe to depth (aligned 16UC1 mm or 32FC1 m) and camera_info for 3D "
+        "points.")
+    depth_max_age: float = _param(
+        0.1, "Largest stamp difference (s) between a colour frame and the depth frame used.",
+        runtime=True, range_=(0.0, 10.0))
+    max_image_pixels: int = _param(
+        40_000_000, "Frames with more pixels are rejected as absurdly large.", runtime=True,
+        range_=(1, 400_000_000))
+    # --- QoS and lifecycle -------------------------------------------------------------
+    qos_reliability: str = _param(
+        "best_effort", "Reliability of the image subscriptions (sensor-data profile by "
+        "default).", choices=("best_effort", "reliable"))
+    qos_depth: int = _param(1, "History depth of the image subscriptions.", range_=(1, 100))
+    autostart: bool = _param(
+        True, "Configure and activate on start, so plain `ros2 run` works without a "
+        "lifecycle manager.")
+    diagnostics_period: float = _param(
+        1.0, "Seconds between /diagnostics messages.", range_=(0.1, 60.0))
+
+    @classmethod
+    def specs(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))
+
+    @classmethod
+    def runtime_names(cls) -> set[str]:
+        return {f.name for f in cls.specs() if f.metadata["runtime"]}
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first parameter outside its range or choices."""
+        for spec in self.specs():
+            check_value(spec.name, getattr(self, spec.name))
+
+    def replace(self, **changes: Any) -> NodeConfig:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+def check_value(name: str, value: Any) -> None:
+    spec = {f.name: f for f in NodeConfig.specs()}[name]
+    range_, choices = spec.metadata["range"], spec.metadata["choices"]
+    if choices is not None and value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)} (got '{value}')")
+    if range_ is not None and not range_[0] <= value <= range_[1]:
+        raise ValueError(f"{name} must be in [{range_[0]}, {range_[1]}] (got {value})")
+
+
+def markdown_table() -> str:
+    """The README's parameter table."""
+    rows = ["| parameter | default | run time | description |", "| --- | --- | --- | --- |"]
+    for spec in NodeConfig.specs():
+        extra = ""
+        if spec.metadata["choices"]:
+            extra = f" One of: {', '.join(spec.metadata['choices'])}."
+        elif spec.metadata["range"]:
+            extra = f" Range {spec.metadata['range'][0]}..{spec.metadata['range'][1]}."
+        runtime = "yes" if spec.metadata["runtime"] else "no"
+        rows.append(f"| `{spec.name}` | `{spec.default!r}` | {runtime} | "
+                    f"{spec.metadata['description']}{extra} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
