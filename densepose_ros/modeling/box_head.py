@@ -1,0 +1,100 @@
+"""Fast R-CNN second stage: RoIAlign on p2..p5, two FC layers, class scores and box deltas."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import batched_nms
+
+from densepose_ros.modeling.box_ops import (
+    MultiLevelRoIAlign,
+    boxes_to_rois,
+    clip_boxes,
+    decode_boxes,
+)
+from densepose_ros.modeling.config import BoxHeadConfig
+
+
+class FCBoxHead(nn.Module):
+    """Flatten the pooled RoI features, then `num_fc` fully connected layers with ReLU."""
+
+    def __init__(self, in_features: int, fc_dim: int, num_fc: int):
+        super().__init__()
+        self.num_fc = num_fc
+        for k in range(num_fc):
+            self.add_module(f"fc{k + 1}", nn.Linear(in_features if k == 0 else fc_dim, fc_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for k in range(self.num_fc):
+            x = F.relu(getattr(self, f"fc{k + 1}")(x))
+        return x
+
+
+class BoxPredictor(nn.Module):
+    """Class logits (foreground classes, then background last) and class-agnostic deltas."""
+
+    def __init__(self, fc_dim: int, num_classes: int):
+        super().__init__()
+        self.cls_score = nn.Linear(fc_dim, num_classes + 1)
+        self.bbox_pred = nn.Linear(fc_dim, 4 * num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+class BoxStage(nn.Module):
+    """Scores and refines proposals; keeps the best non-overlapping boxes per image.
+
+    The thresholds are read from `cfg` at every call, so changing ``cfg.score_threshold``,
+    ``cfg.nms_threshold`` or ``cfg.max_detections`` takes effect immediately.
+    """
+
+    def __init__(self, cfg: BoxHeadConfig, channels: int, strides: tuple[int, ...],
+                 box_scale_clamp: float, box_head: nn.Module | None = None,
+                 box_predictor: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.box_scale_clamp = box_scale_clamp
+        self.pooler = MultiLevelRoIAlign(cfg.pooler_resolution, strides,
+                                         cfg.pooler_sampling_ratio, cfg.pooler_aligned)
+        in_features = channels * cfg.pooler_resolution**2
+        self.box_head = box_head or FCBoxHead(in_features, cfg.fc_dim, cfg.num_fc)
+        self.box_predictor = box_predictor or BoxPredictor(cfg.fc_dim, cfg.num_classes)
+
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        proposals: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per image: boxes [D, 4] (xyxy, input pixels), scores [D], class ids [D]."""
+        cfg = self.cfg
+        pooled = self.pooler(features, boxes_to_rois(proposals))
+        logits, deltas = self.box_predictor(self.box_head(pooled))
+        probabilities = F.softmax(logits, dim=-1)
+        boxes_all = decode_boxes(deltas, torch.cat(proposals), cfg.box_reg_weights,
+                                 self.box_scale_clamp)
+        results = []
+        start = 0
+        for props, (height, width) in zip(proposals, image_sizes, strict=True):
+            end = start + props.shape[0]
+            boxes, scores = boxes_all[start:end], probabilities[start:end]
+            start = end
+            valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
+            boxes, scores = boxes[valid], scores[valid][:, :-1]  # background is the last class
+            num_reg = boxes.shape[1] // 4
+            boxes = clip_boxes(boxes.reshape(-1, 4), height, width).view(-1, num_reg, 4)
+            passing = scores > cfg.score_threshold
+            rows_cols = passing.nonzero()
+            if num_reg == 1:
+                boxes = boxes[rows_cols[:, 0], 0]
+            else:
+                boxes = boxes[passing]
+            scores = scores[passing]
+            classes = rows_cols[:, 1]
+            keep = batched_nms(boxes, scores, classes, cfg.nms_threshold)
+            keep = keep[: cfg.max_detections]
+            results.append((boxes[keep], scores[keep], classes[keep]))
+        return results

@@ -1,0 +1,110 @@
+"""Box arithmetic shared by the RPN and the box head: delta decoding, clipping, RoI pooling.
+
+Conventions (detectron2's): boxes are float xyxy in input pixels, width = x2 - x1 (no +1);
+deltas are (dx, dy, dw, dh) divided by per-stage weights; dw/dh are clamped before exp.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+
+def decode_boxes(
+    deltas: torch.Tensor,
+    boxes: torch.Tensor,
+    weights: tuple[float, float, float, float],
+    scale_clamp: float,
+) -> torch.Tensor:
+    """Apply regression deltas [R, 4k] to reference boxes [R, 4]; returns boxes [R, 4k]."""
+    boxes = boxes.to(deltas.dtype)
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    ctr_x = boxes[:, 0] + 0.5 * widths
+    ctr_y = boxes[:, 1] + 0.5 * heights
+
+    wx, wy, ww, wh = weights
+    dx = deltas[:, 0::4] / wx
+    dy = deltas[:, 1::4] / wy
+    dw = (deltas[:, 2::4] / ww).clamp(max=scale_clamp)
+    dh = (deltas[:, 3::4] / wh).clamp(max=scale_clamp)
+
+    pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
+    pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
+    pred_w = torch.exp(dw) * widths[:, None]
+    pred_h = torch.exp(dh) * heights[:, None]
+
+    x1 = pred_ctr_x - 0.5 * pred_w
+    y1 = pred_ctr_y - 0.5 * pred_h
+    x2 = pred_ctr_x + 0.5 * pred_w
+    y2 = pred_ctr_y + 0.5 * pred_h
+    return torch.stack((x1, y1, x2, y2), dim=-1).reshape(deltas.shape)
+
+
+def clip_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Clamp xyxy boxes [..., 4] to the image (x in [0, width], y in [0, height])."""
+    x1 = boxes[..., 0].clamp(min=0, max=width)
+    y1 = boxes[..., 1].clamp(min=0, max=height)
+    x2 = boxes[..., 2].clamp(min=0, max=width)
+    y2 = boxes[..., 3].clamp(min=0, max=height)
+    return torch.stack((x1, y1, x2, y2), dim=-1)
+
+
+def assign_fpn_levels(
+    boxes: torch.Tensor, min_level: int, max_level: int, canonical_size: float = 224.0,
+    canonical_level: int = 4,
+) -> torch.Tensor:
+    """Pyramid level index (0 = min_level) of each box [R, 4], as in the FPN paper (eq. 1).
+
+    A box of side `canonical_size` maps to `canonical_level`; each halving of the side moves
+    one level down. The 1e-8 keeps empty boxes finite (they land on the finest level).
+    """
+    sizes = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
+    levels = torch.floor(canonical_level + torch.log2(sizes / canonical_size + 1e-8))
+    return (levels.clamp(min=min_level, max=max_level) - min_level).to(torch.int64)
+
+
+class MultiLevelRoIAlign(nn.Module):
+    """RoIAlign of boxes over one or several feature levels (each box on its FPN level).
+
+    `strides` are the levels' strides (4, 8, 16, 32 for p2..p5, or a single stride). Boxes
+    are given as one [R, 5] tensor of (batch index, x1, y1, x2, y2) in input pixels.
+    """
+
+    def __init__(self, output_size: int, strides: tuple[int, ...], sampling_ratio: int,
+                 aligned: bool):
+        super().__init__()
+        self.output_size = output_size
+        self.scales = tuple(1.0 / s for s in strides)
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.min_level = int(round(math.log2(strides[0])))
+        self.max_level = int(round(math.log2(strides[-1])))
+
+    def forward(self, features: list[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
+        if len(features) != len(self.scales):
+            raise ValueError(f"expected {len(self.scales)} feature maps, got {len(features)}")
+        size = (self.output_size, self.output_size)
+        if len(features) == 1:
+            return roi_align(features[0], rois, size, self.scales[0], self.sampling_ratio,
+                             self.aligned)
+        levels = assign_fpn_levels(rois[:, 1:], self.min_level, self.max_level)
+        channels = features[0].shape[1]
+        output = rois.new_zeros((rois.shape[0], channels, *size))
+        for index, (feature, scale) in enumerate(zip(features, self.scales, strict=True)):
+            chosen = torch.nonzero(levels == index).squeeze(1)
+            output[chosen] = roi_align(feature, rois[chosen], size, scale, self.sampling_ratio,
+                                       self.aligned)
+        return output
+
+
+def boxes_to_rois(boxes: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image boxes [Ri, 4] -> one [sum Ri, 5] tensor with the image index first."""
+    if not boxes:
+        return torch.zeros((0, 5))
+    indices = [torch.full((b.shape[0], 1), i, dtype=b.dtype, device=b.device)
+               for i, b in enumerate(boxes)]
+    return torch.cat([torch.cat(indices), torch.cat(boxes)], dim=1)

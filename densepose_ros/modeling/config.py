@@ -1,0 +1,241 @@
+"""Named model configurations of DensePose R-CNN.
+
+Every default lives here once, as a dataclass field with a comment on where it comes from.
+The four ``*_FPN_s1x*`` configurations reproduce detectron2's DensePose model-zoo configs
+(``densepose_rcnn_R_{50,101}_FPN_s1x[_legacy]``); ``R_18_FPN_lite`` is this project's own
+light configuration for CPUs and Jetson-class GPUs.
+
+A configuration round-trips through plain dicts (``to_dict``/``ModelConfig.from_dict``) so
+that weight files can carry it and loading needs only the path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class InputConfig:
+    """How an image becomes the model's input tensor (detectron2 test-time defaults)."""
+
+    # Channel order the network was trained with; MSRA-initialised detectron2 models use BGR.
+    color_order: str = "BGR"
+    # Per-channel mean subtracted from 0..255 pixel values, in `color_order` (ImageNet, BGR).
+    pixel_mean: tuple[float, float, float] = (103.530, 116.280, 123.675)
+    # Per-channel divisor after the mean; 1.0 because MSRA (Caffe) weights expect raw scale.
+    pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # Test-time resize: shortest edge to this many pixels (INPUT.MIN_SIZE_TEST)...
+    min_size: int = 800
+    # ...unless the longest edge would exceed this (INPUT.MAX_SIZE_TEST).
+    max_size: int = 1333
+    # The padded input is a multiple of the coarsest FPN stride, so levels align exactly.
+    size_divisibility: int = 32
+
+
+@dataclass
+class BackboneConfig:
+    """ResNet bottom-up network and the FPN on top of it."""
+
+    # ResNet depth: 18/34 use basic blocks, 50/101/152 bottleneck blocks.
+    depth: int = 50
+    # "FrozenBN" (fixed affine, detectron2's choice for fine-tuning) or "BN" (trainable).
+    norm: str = "FrozenBN"
+    # MSRA ResNets put the stride-2 in the first 1x1 conv of a block, not in the 3x3.
+    stride_in_1x1: bool = True
+    # Channels after the stem; res2 bottleneck width equals this (64 in every ResNet).
+    stem_channels: int = 64
+    # Output channels of res2; doubles per stage (bottleneck: 256, basic blocks: 64).
+    res2_out_channels: int = 256
+    # Channels of every FPN level.
+    fpn_channels: int = 256
+    # Lateral/top-down fusion; detectron2's FPN default sums the two.
+    fpn_fuse: str = "sum"
+
+
+@dataclass
+class RPNConfig:
+    """Region proposal network (detectron2 StandardRPNHead + test-time proposal selection)."""
+
+    # One anchor size per FPN level p2..p6 (pixels, square-root of the anchor area).
+    anchor_sizes: tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
+    # Height/width ratios of the anchors at every position.
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    # Anchor centres at offset * stride from each cell's corner (detectron2 default 0.0).
+    anchor_offset: float = 0.0
+    # Best-scoring anchors kept per level before NMS (RPN.PRE_NMS_TOPK_TEST).
+    pre_nms_topk: int = 1000
+    # Proposals kept per image after NMS (RPN.POST_NMS_TOPK_TEST).
+    post_nms_topk: int = 1000
+    # IoU threshold of the per-level NMS (RPN.NMS_THRESH).
+    nms_threshold: float = 0.7
+    # Proposals whose side is not larger than this many pixels are dropped (0: empty boxes).
+    min_box_size: float = 0.0
+    # Box-delta weights of the RPN's box coder (dx, dy, dw, dh).
+    box_reg_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+
+
+@dataclass
+class BoxHeadConfig:
+    """Fast R-CNN box head on p2..p5 and the test-time detection filter."""
+
+    # RoIAlign output size of the box head.
+    pooler_resolution: int = 7
+    # Bilinear samples per RoIAlign bin edge (DensePose configs set 2; 0 would be adaptive).
+    pooler_sampling_ratio: int = 2
+    # detectron2 pooler type "ROIAlign" (aligned=False); "ROIAlignV2" would be True.
+    pooler_aligned: bool = False
+    # Width of the fully connected layers; how many of them.
+    fc_dim: int = 1024
+    num_fc: int = 2
+    # Foreground classes (person only).
+    num_classes: int = 1
+    # Box-delta weights of the second stage (detectron2 ROI_BOX_HEAD.BBOX_REG_WEIGHTS).
+    box_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    # Detections scoring at or below this are dropped (ROI_HEADS.SCORE_THRESH_TEST).
+    score_threshold: float = 0.05
+    # IoU threshold of the final NMS (ROI_HEADS.NMS_THRESH_TEST).
+    nms_threshold: float = 0.5
+    # At most this many detections per image (TEST.DETECTIONS_PER_IMAGE).
+    max_detections: int = 100
+
+
+@dataclass
+class DensePoseHeadConfig:
+    """DensePoseV1ConvXHead, its chart predictor and the optional Panoptic-FPN decoder."""
+
+    # RoIAlign output size (28 in the s1x configs, 14 in the legacy ones).
+    pooler_resolution: int = 28
+    # Bilinear samples per bin edge (ROI_DENSEPOSE_HEAD.POOLER_SAMPLING_RATIO).
+    pooler_sampling_ratio: int = 2
+    # The DensePose configs use pooler type "ROIAlign", i.e. aligned=False.
+    pooler_aligned: bool = False
+    # Stacked 3x3 convolutions of the head, their width and kernel size.
+    num_convs: int = 8
+    conv_channels: int = 512
+    conv_kernel: int = 3
+    # Kernel of the stride-2 transposed convolution of every predictor output.
+    deconv_kernel: int = 4
+    # Bilinear upscale after the transposed convolution.
+    upscale: int = 2
+    # Coarse segmentation channels: 2 (background/foreground) or 15 (legacy: 14 parts + bg).
+    num_coarse_segm_channels: int = 2
+    # Surface charts; fine segmentation/U/V have one more channel (background).
+    num_patches: int = 24
+    # Panoptic-FPN style decoder fusing p2..p5 before pooling (non-legacy s1x configs).
+    decoder_on: bool = True
+    # Decoder conv width, output channels and the stride of its single output map.
+    decoder_channels: int = 256
+    decoder_out_channels: int = 256
+    decoder_common_stride: int = 4
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the predictor outputs: pooled size x2 (deconv) x upscale."""
+        return self.pooler_resolution * 2 * self.upscale
+
+
+@dataclass
+class ModelConfig:
+    """A complete DensePose R-CNN configuration."""
+
+    name: str = "R_50_FPN_s1x"
+    input: InputConfig = field(default_factory=InputConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    box_head: BoxHeadConfig = field(default_factory=BoxHeadConfig)
+    densepose: DensePoseHeadConfig = field(default_factory=DensePoseHeadConfig)
+    # detectron2 config this one reproduces (its keys are the importer's expectations), or "".
+    detectron2_config: str = ""
+    # Scale clamp of box decoding: no box grows more than 1000/16 times per step.
+    box_scale_clamp: float = math.log(1000.0 / 16)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild a configuration from ``to_dict`` output; unknown fields are an error."""
+        if not isinstance(data, dict):
+            raise ValueError(f"model config must be a dict, got {type(data).__name__}")
+        return _from_dict(cls, data, "config")
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _r50_s1x() -> ModelConfig:
+    return ModelConfig(name="R_50_FPN_s1x", detectron2_config="densepose_rcnn_R_50_FPN_s1x")
+
+
+def _r50_legacy() -> ModelConfig:
+    return ModelConfig(
+        name="R_50_FPN_s1x_legacy",
+        detectron2_config="densepose_rcnn_R_50_FPN_s1x_legacy",
+        densepose=DensePoseHeadConfig(
+            pooler_resolution=14, num_coarse_segm_channels=15, decoder_on=False
+        ),
+    )
+
+
+def _r101(base: ModelConfig) -> ModelConfig:
+    cfg = dataclasses.replace(
+        base,
+        name=base.name.replace("R_50", "R_101"),
+        detectron2_config=base.detectron2_config.replace("R_50", "R_101"),
+        backbone=dataclasses.replace(base.backbone, depth=101),
+    )
+    return cfg
+
+
+def _r18_lite() -> ModelConfig:
+    # Light model trained from scratch at 320-480 px: trainable BN (folded at inference),
+    # narrower FPN and heads, fewer proposals. Same structure, so the same code runs it.
+    return ModelConfig(
+        name="R_18_FPN_lite",
+        input=InputConfig(min_size=480, max_size=800),
+        backbone=BackboneConfig(
+            depth=18, norm="BN", stride_in_1x1=False, res2_out_channels=64, fpn_channels=128
+        ),
+        rpn=RPNConfig(pre_nms_topk=300, post_nms_topk=100),
+        box_head=BoxHeadConfig(fc_dim=512, max_detections=20),
+        densepose=DensePoseHeadConfig(
+            pooler_resolution=14, num_convs=4, conv_channels=128, decoder_on=False
+        ),
+    )
+
+
+_BUILDERS = {
+    "R_50_FPN_s1x_legacy": _r50_legacy,
+    "R_101_FPN_s1x_legacy": lambda: _r101(_r50_legacy()),
+    "R_50_FPN_s1x": _r50_s1x,
+    "R_101_FPN_s1x": lambda: _r101(_r50_s1x()),
+    "R_18_FPN_lite": _r18_lite,
+}
+CONFIG_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+# The configuration meant for CPUs and embedded GPUs.
+LIGHT_CONFIG_NAME = "R_18_FPN_lite"
+
+
+def get_config(name: str) -> ModelConfig:
+    """A fresh copy of the named configuration; detectron2 names are accepted too."""
+    key = name.removeprefix("densepose_rcnn_")
+    if key not in _BUILDERS:
+        raise ValueError(f"unknown model config '{name}'; known: {', '.join(CONFIG_NAMES)}")
+    return _BUILDERS[key]()

@@ -1,0 +1,147 @@
+"""DensePose R-CNN assembled: FPN backbone, RPN, box head and DensePose branch.
+
+The stages are separate methods so that callers (the predictor, the benchmark, an ONNX
+export) can run and time them one by one:
+
+    features = model.backbone_features(images)            # dict p2..p6
+    proposals = model.propose(features, image_sizes)       # per image (boxes, logits)
+    detections = model.detect(features, proposals, image_sizes)
+    charts = model.densepose_on_boxes(features, boxes)     # DensePoseChartOutput
+
+All boxes are xyxy in the pixels of the (resized, unpadded) network input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from densepose_ros.modeling.backbone import FPN_STRIDES, ConvNorm, FPNBackbone
+from densepose_ros.modeling.box_head import BoxStage
+from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
+from densepose_ros.modeling.config import ModelConfig
+from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, DensePoseConvXHead
+from densepose_ros.modeling.rpn import RPN
+from densepose_ros.structures import DensePoseChartOutput
+
+RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
+ROI_LEVELS = ("p2", "p3", "p4", "p5")
+
+
+class RoIHeads(BoxStage):
+    """Box stage plus the DensePose branch (decoder, pooler, ConvX head, chart predictor)."""
+
+    def __init__(self, cfg: ModelConfig, channels: int,
+                 densepose_head: nn.Module | None = None,
+                 densepose_predictor: nn.Module | None = None):
+        strides = tuple(FPN_STRIDES[name] for name in ROI_LEVELS)
+        super().__init__(cfg.box_head, channels, strides, cfg.box_scale_clamp)
+        dp = cfg.densepose
+        if dp.decoder_on:
+            self.decoder = Decoder(dp, channels, {n: FPN_STRIDES[n] for n in ROI_LEVELS})
+            dp_strides: tuple[int, ...] = (dp.decoder_common_stride,)
+            dp_channels = dp.decoder_out_channels
+        else:
+            self.decoder = None
+            dp_strides, dp_channels = strides, channels
+        self.densepose_pooler = MultiLevelRoIAlign(dp.pooler_resolution, dp_strides,
+                                                   dp.pooler_sampling_ratio, dp.pooler_aligned)
+        self.densepose_head = densepose_head or DensePoseConvXHead(dp, dp_channels)
+        self.densepose_predictor = densepose_predictor or ChartPredictor(
+            dp, self.densepose_head.out_channels
+        )
+
+
+class DensePoseRCNN(nn.Module):
+    """DensePose R-CNN (Güler et al. 2018) with detectron2's layout and conventions.
+
+    `images` given to the methods are normalised, padded batches [B, 3, H, W] (see
+    ``densepose_ros.preprocess``); `image_sizes` the unpadded (height, width) of each.
+    """
+
+    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None,
+                 proposal_generator: nn.Module | None = None,
+                 roi_heads: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone or FPNBackbone(cfg.backbone)
+        channels = cfg.backbone.fpn_channels
+        self.proposal_generator = proposal_generator or RPN(
+            cfg.rpn, channels, tuple(FPN_STRIDES[n] for n in RPN_LEVELS), cfg.box_scale_clamp
+        )
+        self.roi_heads = roi_heads or RoIHeads(cfg, channels)
+        self.norms_folded = False
+
+    # -- stages -----------------------------------------------------------------------------
+    def backbone_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """FPN features p2..p6 [B, C, H/s, W/s] of a normalised, padded batch."""
+        return self.backbone(images)
+
+    def propose(self, features: dict[str, torch.Tensor],
+                image_sizes: list[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """RPN proposals per image: boxes [R, 4] and objectness logits [R], best first."""
+        return self.proposal_generator([features[n] for n in RPN_LEVELS], image_sizes)
+
+    def detect(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
+               image_sizes: list[tuple[int, int]]
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Final detections per image: boxes [D, 4] and scores [D], best first."""
+        results = self.roi_heads([features[n] for n in ROI_LEVELS], proposals, image_sizes)
+        return [(boxes, scores) for boxes, scores, _ in results]
+
+    def densepose_features(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The maps the DensePose pooler reads: the decoder output, or p2..p5."""
+        maps = [features[n] for n in ROI_LEVELS]
+        if self.roi_heads.decoder is not None:
+            return [self.roi_heads.decoder(maps)]
+        return maps
+
+    def pool_densepose(self, dp_features: list[torch.Tensor],
+                       boxes: list[torch.Tensor]) -> torch.Tensor:
+        """RoIAlign of every box [sum Ri, C, P, P], images in order."""
+        return self.roi_heads.densepose_pooler(dp_features, boxes_to_rois(boxes))
+
+    def densepose_from_pooled(self, pooled: torch.Tensor) -> DensePoseChartOutput:
+        """ConvX head + chart predictor on pooled RoI features (exportable on its own)."""
+        heads = self.roi_heads
+        coarse, fine, u, v = heads.densepose_predictor(heads.densepose_head(pooled))
+        return DensePoseChartOutput(coarse, fine, u, v)
+
+    def densepose_on_boxes(self, features: dict[str, torch.Tensor],
+                           boxes: list[torch.Tensor]) -> DensePoseChartOutput:
+        """DensePose charts of caller-given boxes (per image [Ri, 4], input pixels)."""
+        return self.densepose_from_pooled(
+            self.pool_densepose(self.densepose_features(features), boxes)
+        )
+
+    def forward(self, images: torch.Tensor, image_sizes: list[tuple[int, int]]
+                ) -> list[tuple[torch.Tensor, torch.Tensor, DensePoseChartOutput]]:
+        """Full inference: per image (boxes [D, 4], scores [D], charts of those boxes)."""
+        features = self.backbone_features(images)
+        proposals = [boxes for boxes, _ in self.propose(features, image_sizes)]
+        detections = self.detect(features, proposals, image_sizes)
+        boxes = [b for b, _ in detections]
+        charts = self.densepose_on_boxes(features, boxes)
+        outputs, start = [], 0
+        for det_boxes, det_scores in detections:
+            end = start + det_boxes.shape[0]
+            outputs.append((det_boxes, det_scores, charts[start:end]))
+            start = end
+        return outputs
+
+    # -- inference optimisation ---------------------------------------------------------------
+    def fold_norms(self) -> DensePoseRCNN:
+        """Merge frozen/eval batch norms into their convolutions (inference only; the state
+        dict then no longer matches the checkpoint layout, so such a model cannot be saved)."""
+        if self.training:
+            raise RuntimeError("fold_norms() is for inference; call model.eval() first")
+        for module in self.modules():
+            if isinstance(module, ConvNorm):
+                module.fold_norm()
+        self.norms_folded = True
+        return self
+
+
+def build_model(cfg: ModelConfig) -> DensePoseRCNN:
+    """DensePose R-CNN for `cfg`, in eval mode, with untrained (default-initialised) weights."""
+    return DensePoseRCNN(cfg).eval()

@@ -1,0 +1,95 @@
+"""Typed outputs of DensePose R-CNN.
+
+Shapes use N for the number of detected persons, S for the coarse segmentation channels
+(2 or 15), M for the side of the predictor output (112, or 56 in legacy models; the chart
+covers the person's box, stretched to M x M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+# Stages timed by the predictor, in pipeline order.
+STAGES = ("preprocess", "backbone", "rpn", "box_head", "densepose_head", "postprocess")
+
+
+@dataclass
+class DensePoseChartOutput:
+    """Raw chart-predictor outputs for N boxes, on an M x M grid spanning each box.
+
+    Attributes:
+        coarse_segm: [N, S, M, M] float32 logits of the coarse segmentation; channel 0 is
+            background, the others foreground (S = 2) or the 14 coarse body parts (S = 15).
+        fine_segm: [N, 25, M, M] float32 logits of the fine segmentation: channel 0
+            background, channel i the surface chart i (1..24).
+        u: [N, 25, M, M] float32 U coordinate predicted for each chart i in channel i
+            (values near [0, 1] for trained models; channel 0 is unused).
+        v: [N, 25, M, M] float32 V coordinate, same layout as `u`.
+    """
+
+    coarse_segm: torch.Tensor
+    fine_segm: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.coarse_segm.shape[0]
+
+    def __getitem__(self, index) -> DensePoseChartOutput:
+        """Select boxes (int, slice, index tensor or boolean mask); keeps the batch axis."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return DensePoseChartOutput(self.coarse_segm[index], self.fine_segm[index],
+                                    self.u[index], self.v[index])
+
+    def to(self, device: torch.device | str) -> DensePoseChartOutput:
+        return DensePoseChartOutput(self.coarse_segm.to(device), self.fine_segm.to(device),
+                                    self.u.to(device), self.v.to(device))
+
+    @classmethod
+    def empty(cls, num_coarse: int, size: int) -> DensePoseChartOutput:
+        def zeros(c: int) -> torch.Tensor:
+            return torch.zeros((0, c, size, size), dtype=torch.float32)
+
+        return cls(zeros(num_coarse), zeros(25), zeros(25), zeros(25))
+
+
+@dataclass
+class StageTimings:
+    """Wall-clock seconds spent in each stage of one call (see ``STAGES``); 0.0 if skipped."""
+
+    preprocess: float = 0.0
+    backbone: float = 0.0
+    rpn: float = 0.0
+    box_head: float = 0.0
+    densepose_head: float = 0.0
+    postprocess: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, name) for name in STAGES)
+
+
+@dataclass
+class DensePoseResult:
+    """DensePose R-CNN output for one image, in the pixels of the source image.
+
+    Attributes:
+        boxes: [N, 4] float32 person boxes (x1, y1, x2, y2), source-image pixels, sorted by
+            decreasing score.
+        scores: [N] float32 detection scores in [0, 1] (1.0 for caller-supplied boxes).
+        charts: the chart outputs of the N boxes; chart i spans `boxes[i]`.
+        image_size: (height, width) of the source image.
+        timings: per-stage wall-clock times of the call that produced this result, if timed.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    charts: DensePoseChartOutput
+    image_size: tuple[int, int]
+    timings: StageTimings | None = field(default=None, compare=False)
+
+    def __len__(self) -> int:
+        return self.boxes.shape[0]
