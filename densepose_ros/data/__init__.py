@@ -1,0 +1,1 @@
+"""Training and evaluation data: DensePose-COCO files, augmentation, batching."""
