@@ -47,8 +47,8 @@ class BoxPredictor(nn.Module):
 class BoxStage(nn.Module):
     """Scores and refines proposals; keeps the best non-overlapping boxes per image.
 
-    The thresholds are read from `cfg` at every call, so changing ``cfg.score_threshold``,
-    ``cfg.nms_threshold`` or ``cfg.max_detections`` takes effect immediately.
+    The test-time filter comes from `cfg` unless a call overrides it (the predictor does, so
+    its thresholds can change between frames).
     """
 
     def __init__(self, cfg: BoxHeadConfig, channels: int, strides: tuple[int, ...],
@@ -68,9 +68,15 @@ class BoxStage(nn.Module):
         features: list[torch.Tensor],
         proposals: list[torch.Tensor],
         image_sizes: list[tuple[int, int]],
+        score_threshold: float | None = None,
+        nms_threshold: float | None = None,
+        max_detections: int | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per image: boxes [D, 4] (xyxy, input pixels), scores [D], class ids [D]."""
         cfg = self.cfg
+        score_threshold = cfg.score_threshold if score_threshold is None else score_threshold
+        nms_threshold = cfg.nms_threshold if nms_threshold is None else nms_threshold
+        max_detections = cfg.max_detections if max_detections is None else max_detections
         pooled = self.pooler(features, boxes_to_rois(proposals))
         logits, deltas = self.box_predictor(self.box_head(pooled))
         probabilities = F.softmax(logits, dim=-1)
@@ -86,7 +92,7 @@ class BoxStage(nn.Module):
             boxes, scores = boxes[valid], scores[valid][:, :-1]  # background is the last class
             num_reg = boxes.shape[1] // 4
             boxes = clip_boxes(boxes.reshape(-1, 4), height, width).view(-1, num_reg, 4)
-            passing = scores > cfg.score_threshold
+            passing = scores > score_threshold
             rows_cols = passing.nonzero()
             if num_reg == 1:
                 boxes = boxes[rows_cols[:, 0], 0]
@@ -94,7 +100,6 @@ class BoxStage(nn.Module):
                 boxes = boxes[passing]
             scores = scores[passing]
             classes = rows_cols[:, 1]
-            keep = batched_nms(boxes, scores, classes, cfg.nms_threshold)
-            keep = keep[: cfg.max_detections]
+            keep = batched_nms(boxes, scores, classes, nms_threshold)[:max_detections]
             results.append((boxes[keep], scores[keep], classes[keep]))
         return results

@@ -83,10 +83,14 @@ class DensePoseRCNN(nn.Module):
         return self.proposal_generator([features[n] for n in RPN_LEVELS], image_sizes)
 
     def detect(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
-               image_sizes: list[tuple[int, int]]
+               image_sizes: list[tuple[int, int]], score_threshold: float | None = None,
+               nms_threshold: float | None = None, max_detections: int | None = None
                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Final detections per image: boxes [D, 4] and scores [D], best first."""
-        results = self.roi_heads([features[n] for n in ROI_LEVELS], proposals, image_sizes)
+        """Final detections per image: boxes [D, 4] and scores [D], best first.
+
+        The thresholds default to the configuration's (``cfg.box_head``)."""
+        results = self.roi_heads([features[n] for n in ROI_LEVELS], proposals, image_sizes,
+                                 score_threshold, nms_threshold, max_detections)
         return [(boxes, scores) for boxes, scores, _ in results]
 
     def densepose_features(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:

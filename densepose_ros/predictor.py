@@ -1,0 +1,139 @@
+"""DensePosePredictor: image in, ``DensePoseResult`` in source-image pixels out."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from densepose_ros.modeling.config import ModelConfig
+from densepose_ros.preprocess import PreparedImage, preprocess_image
+from densepose_ros.structures import DensePoseChartOutput, DensePoseResult, StageTimings
+
+
+class DensePosePredictor:
+    """Runs DensePose R-CNN on single images.
+
+    Thresholds left as None use the configuration's test defaults; the attributes
+    ``score_threshold``, ``nms_threshold``, ``max_detections`` and ``resize`` may be changed
+    between calls. With ``fold_norms`` (default) the model's frozen norms are merged into its
+    convolutions in place: faster, same results, but that model can no longer be saved.
+    """
+
+    def __init__(self, model: nn.Module, cfg: ModelConfig, device: str | torch.device = "cpu",
+                 score_threshold: float | None = None, nms_threshold: float | None = None,
+                 max_detections: int | None = None, resize: bool = True,
+                 fold_norms: bool = True):
+        self.device = torch.device(device)
+        self.cfg = cfg
+        self.model = model.to(self.device).eval()
+        if fold_norms and not getattr(self.model, "norms_folded", False):
+            self.model.fold_norms()
+        self.score_threshold = cfg.box_head.score_threshold if score_threshold is None \
+            else score_threshold
+        self.nms_threshold = cfg.box_head.nms_threshold if nms_threshold is None \
+            else nms_threshold
+        self.max_detections = cfg.box_head.max_detections if max_detections is None \
+            else max_detections
+        self.resize = resize
+
+    @classmethod
+    def from_weights(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+                     **overrides) -> DensePosePredictor:
+        """Predictor for one of our weight files (see ``densepose_ros.checkpoint``)."""
+        from densepose_ros.checkpoint import load_model
+
+        model, cfg = load_model(path, device=device)
+        return cls(model, cfg, device=device, **overrides)
+
+    # -- public API ---------------------------------------------------------------------------
+    def __call__(self, image: np.ndarray, color_order: str = "BGR") -> DensePoseResult:
+        """Detect persons in an H x W x 3 uint8 image and predict their charts."""
+        timings = StageTimings()
+        with torch.inference_mode():
+            clock = time.perf_counter()
+            prepared = self._prepare(image, color_order)
+            clock = _lap(timings, "preprocess", clock)
+            features = self.model.backbone_features(prepared.tensor)
+            clock = _lap(timings, "backbone", clock)
+            proposals = self.model.propose(features, [prepared.input_size])
+            clock = _lap(timings, "rpn", clock)
+            (boxes, scores), = self.model.detect(
+                features, [proposals[0][0]], [prepared.input_size],
+                score_threshold=float(self.score_threshold),
+                nms_threshold=float(self.nms_threshold),
+                max_detections=int(self.max_detections),
+            )
+            clock = _lap(timings, "box_head", clock)
+            charts = self._densepose(features, boxes)
+            clock = _lap(timings, "densepose_head", clock)
+            result = self._to_source(prepared, boxes, scores, charts)
+            _lap(timings, "postprocess", clock)
+        result.timings = timings
+        return result
+
+    def predict_on_boxes(self, image: np.ndarray, boxes_xyxy, color_order: str = "BGR"
+                         ) -> DensePoseResult:
+        """DensePose charts for caller-given person boxes ([N, 4] xyxy, source pixels).
+
+        Only the backbone and the DensePose branch run; the result keeps the given boxes
+        (as float32) in their order, with scores of 1.0.
+        """
+        boxes = torch.as_tensor(np.asarray(boxes_xyxy, dtype=np.float32))
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            if boxes.numel() == 0:
+                boxes = boxes.reshape(0, 4)
+            else:
+                raise ValueError(f"boxes must have shape [N, 4] (x1, y1, x2, y2), got "
+                                 f"{tuple(boxes.shape)}")
+        if not torch.isfinite(boxes).all():
+            raise ValueError("boxes must be finite")
+        timings = StageTimings()
+        with torch.inference_mode():
+            clock = time.perf_counter()
+            prepared = self._prepare(image, color_order)
+            clock = _lap(timings, "preprocess", clock)
+            sx, sy = prepared.scale_xy
+            to_input = torch.tensor([1 / sx, 1 / sy, 1 / sx, 1 / sy])
+            input_boxes = (boxes * to_input).to(self.device)
+            features = (self.model.backbone_features(prepared.tensor) if len(boxes) else None)
+            clock = _lap(timings, "backbone", clock)
+            charts = self._densepose(features, input_boxes)
+            clock = _lap(timings, "densepose_head", clock)
+            result = DensePoseResult(boxes.clone(), torch.ones(len(boxes)), charts.to("cpu"),
+                                     prepared.source_size)
+            _lap(timings, "postprocess", clock)
+        result.timings = timings
+        return result
+
+    # -- internals ----------------------------------------------------------------------------
+    def _prepare(self, image: np.ndarray, color_order: str) -> PreparedImage:
+        return preprocess_image(image, self.cfg.input, color_order=color_order,
+                                resize=self.resize, device=self.device)
+
+    def _densepose(self, features, boxes: torch.Tensor) -> DensePoseChartOutput:
+        if boxes.shape[0] == 0:  # convolutions on an empty batch are not supported everywhere
+            dp = self.cfg.densepose
+            return DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size)
+        return self.model.densepose_on_boxes(features, [boxes])
+
+    def _to_source(self, prepared: PreparedImage, boxes: torch.Tensor, scores: torch.Tensor,
+                   charts: DensePoseChartOutput) -> DensePoseResult:
+        sx, sy = prepared.scale_xy
+        height, width = prepared.source_size
+        boxes = boxes.to("cpu", torch.float32) * torch.tensor([sx, sy, sx, sy])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        return DensePoseResult(boxes, scores.to("cpu", torch.float32), charts.to("cpu"),
+                               prepared.source_size)
+
+
+def _lap(timings: StageTimings, stage: str, start: float) -> float:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # GPU work is asynchronous: time it where it ends
+    now = time.perf_counter()
+    setattr(timings, stage, now - start)
+    return now

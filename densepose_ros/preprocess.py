@@ -1,0 +1,85 @@
+"""Image -> network input: colour order, shortest-edge resize, normalisation, padding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from densepose_ros.modeling.config import InputConfig
+
+COLOR_ORDERS = ("BGR", "RGB")
+
+
+@dataclass
+class PreparedImage:
+    """One image ready for the network.
+
+    Attributes:
+        tensor: [1, 3, Hp, Wp] float32, normalised, zero-padded to the size divisibility.
+        input_size: (height, width) of the unpadded network input (after any resize).
+        source_size: (height, width) of the caller's image.
+    """
+
+    tensor: torch.Tensor
+    input_size: tuple[int, int]
+    source_size: tuple[int, int]
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """Source pixels per input pixel along x and y (1.0 without resize)."""
+        return (self.source_size[1] / self.input_size[1], self.source_size[0] / self.input_size[0])
+
+
+def check_image(image: object) -> np.ndarray:
+    """The image if it is an H x W x 3 uint8 array, else a TypeError/ValueError saying why."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array (H x W x 3 uint8), got {type(image)}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0..255), got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape H x W x 3, got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def check_color_order(color_order: str) -> str:
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
+    return color_order
+
+
+def resized_shape(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """(height, width) with the shortest edge at `min_size`, the longest at most `max_size`."""
+    scale = min_size / min(height, width)
+    if max(height, width) * scale > max_size:
+        scale = max_size / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def preprocess_image(image: np.ndarray, cfg: InputConfig, color_order: str = "BGR",
+                     resize: bool = True, device: torch.device | str = "cpu") -> PreparedImage:
+    """Turn an H x W x 3 uint8 image into the network's input (see ``PreparedImage``)."""
+    image = check_image(image)
+    if check_color_order(color_order) != cfg.color_order:
+        image = image[:, :, ::-1]
+    source_size = (image.shape[0], image.shape[1])
+    if resize:
+        height, width = resized_shape(*source_size, cfg.min_size, cfg.max_size)
+        if (height, width) != source_size:
+            # INTER_AREA when shrinking: antialiased like the PIL resize detectron2 uses.
+            shrinking = height < source_size[0]
+            image = cv2.resize(np.ascontiguousarray(image), (width, height),
+                               interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    height, width = image.shape[:2]
+    div = cfg.size_divisibility
+    padded_h, padded_w = -(-height // div) * div, -(-width // div) * div
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
+    mean = torch.tensor(cfg.pixel_mean, device=device).view(3, 1, 1)
+    std = torch.tensor(cfg.pixel_std, device=device).view(3, 1, 1)
+    tensor = torch.zeros((1, 3, padded_h, padded_w), device=device)
+    tensor[0, :, :height, :width] = (pixels.float() - mean) / std
+    return PreparedImage(tensor, (height, width), source_size)
