@@ -1,0 +1,1 @@
+"""Offline training of DensePose R-CNN: losses (the trainer itself comes later)."""
