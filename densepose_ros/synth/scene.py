@@ -1,0 +1,362 @@
+"""Multi-person scenes: placement, pinhole camera, appearance, and the rendered maps.
+
+One call of ``render_scene(seed, config)`` samples 1..n bodies (``body.py``), stands them
+on a ground plane in front of a pinhole camera without overlapping footprints, rasterises
+them together (so occlusion between people is exact) and shades them: skin tones,
+clothing-like regions (top, sleeves, shorts or trousers, shoes, hair) with procedural
+patterns in chart (U, V) space, Lambert lighting, over a real photo without people or a
+procedural background, then blur, noise and a colour cast.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from densepose_ros.synth.body import BodyConfig, pose_bodies, sample_body
+from densepose_ros.synth.charts import CHART_TO_COARSE, load_charts
+from densepose_ros.synth.raster import rasterize
+
+# OpenCV sample images showing no people (the others: people, text, diagrams, calibration).
+BACKGROUND_FILES = (
+    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "baboon.jpg", "board.jpg", "box_in_scene.png",
+    "building.jpg", "ela_original.jpg", "fruits.jpg", "home.jpg", "left.jpg", "leuvenA.jpg",
+    "leuvenB.jpg", "orange.jpg", "rubberwhale1.png", "rubberwhale2.png", "smarties.png",
+    "squirrel_cls.jpg", "stuff.jpg", "butterfly.jpg",
+)  # fmt: skip
+
+# Skin tones (RGB), light to dark; a person's skin is a random blend of two neighbours.
+SKIN_TONES = np.array(
+    [[255, 224, 196], [241, 194, 160], [224, 172, 132], [198, 134, 94], [161, 102, 66],
+     [120, 74, 48], [86, 52, 34]], dtype=np.float32,
+)  # fmt: skip
+HAIR_COLORS = np.array(
+    [[30, 22, 18], [60, 40, 25], [110, 75, 40], [190, 150, 90], [140, 60, 30], [120, 120, 115],
+     [15, 15, 15]], dtype=np.float32,
+)  # fmt: skip
+# Coarse parts (1..14, charts.COARSE_PART_NAMES order).
+TORSO, HANDS, FEET = 1, (2, 3), (4, 5)
+UPPER_LEGS, LOWER_LEGS = (6, 7), (8, 9)
+UPPER_ARMS, LOWER_ARMS = (10, 11), (12, 13)
+HEAD = 14
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Scene sampling ranges; each default lives here once.
+
+    persons: (min, max) people per image. distance_m: camera-to-person ground distance.
+    hfov_deg: horizontal field of view. camera_pitch_deg: > 0 looks down.
+    min_separation_m: minimum distance between two people's root positions on the ground.
+    real_background_prob: chance of a photo background (when sample data is present).
+    blur_sigma_px, noise_sigma: image degradations (noise in 0..255 units).
+    """
+
+    width: int = 320
+    height: int = 240
+    persons: tuple[int, int] = (1, 3)
+    distance_m: tuple[float, float] = (2.5, 7.5)
+    hfov_deg: tuple[float, float] = (45.0, 70.0)
+    camera_height_m: tuple[float, float] = (0.9, 2.0)
+    camera_pitch_deg: tuple[float, float] = (-4.0, 14.0)
+    min_separation_m: float = 0.75
+    real_background_prob: float = 0.65
+    blur_sigma_px: tuple[float, float] = (0.0, 1.0)
+    noise_sigma: tuple[float, float] = (1.0, 6.0)
+    body: BodyConfig = field(default_factory=BodyConfig)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole camera at (0, 0, height) in the world (z up), looking along +y, pitched down
+    by ``pitch`` radians. focal, cx, cy in pixels."""
+
+    focal: float
+    cx: float
+    cy: float
+    height: float
+    pitch: float
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        """World (..., 3) -> camera (..., 3): x right, y down, z forward (depth)."""
+        s, c = np.sin(self.pitch), np.cos(self.pitch)
+        rel = points - np.array([0.0, 0.0, self.height], dtype=points.dtype)
+        x = rel[..., 0]
+        y = -s * rel[..., 1] - c * rel[..., 2]
+        z = c * rel[..., 1] - s * rel[..., 2]
+        return np.stack([x, y, z], axis=-1)
+
+    def project(self, cam: np.ndarray) -> np.ndarray:
+        """Camera (..., 3) -> (..., 3) = (pixel x, pixel y, depth)."""
+        z = cam[..., 2]
+        return np.stack(
+            [self.focal * cam[..., 0] / z + self.cx, self.focal * cam[..., 1] / z + self.cy, z],
+            axis=-1,
+        )
+
+
+@dataclass(frozen=True)
+class RenderedScene:
+    """One synthetic image and its exact DensePose labels (H x W pixels).
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB.
+        part: (H, W) uint8 chart index I (0 background, 1..24).
+        u, v: (H, W) float32 chart coordinates in [0, 1] (0 on background).
+        instance: (H, W) uint8 visible person 1..P per pixel (0 background); this is the
+            visibility map: occluded or out-of-frame body parts have no pixel.
+        keypoints: (P, 17, 3) float32 COCO keypoints (x, y, v) in pixels; v = 2 visible,
+            1 inside the frame but occluded (by another person or the body itself),
+            0 outside the frame (then x = y = 0).
+        depth: (H, W) float32 camera depth in metres (inf on background).
+        activities: the sampled activity of each person.
+    """
+
+    image: np.ndarray
+    part: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    instance: np.ndarray
+    keypoints: np.ndarray
+    depth: np.ndarray
+    activities: list[str]
+
+    @property
+    def num_persons(self) -> int:
+        return len(self.keypoints)
+
+
+@functools.cache
+def _mesh_tables():
+    """Visible faces, their chart/coarse part/corner UV, hair mask, vertex-face incidence."""
+    from scipy.sparse import csr_matrix
+
+    charts = load_charts()
+    visible = np.flatnonzero(~charts.face_hidden)
+    faces = charts.faces[visible]
+    rest = charts.rest_vertices
+    centroid = rest[faces].mean(1)
+    head = CHART_TO_COARSE[charts.face_chart[visible]] == HEAD
+    top = rest[:, 2].max()
+    head_centre_y = centroid[head, 1].mean()
+    # Hair: the scalp above the forehead, and the back of the head above the neck.
+    hair = head & ((centroid[:, 2] > top - 0.075)
+                   | ((centroid[:, 1] > head_centre_y + 0.015) & (centroid[:, 2] > top - 0.19)))
+    n_v, n_f = len(rest), len(faces)
+    incidence = csr_matrix(
+        (np.ones(3 * n_f, np.float32), (faces.reshape(-1), np.repeat(np.arange(n_f), 3))),
+        shape=(n_v, n_f),
+    )
+    return {
+        "faces": faces.astype(np.int32),
+        "chart": charts.face_chart[visible].astype(np.uint8),
+        "coarse": CHART_TO_COARSE[charts.face_chart[visible]].astype(np.uint8),
+        "corner_uv": charts.corner_uv[visible].astype(np.float32),
+        "hair": hair,
+        "incidence": incidence,
+    }
+
+
+def background_files() -> list[Path]:
+    from densepose_ros.paths import sample_data_dir
+
+    directory = sample_data_dir()
+    if directory is None:
+        return []
+    return [directory / n for n in BACKGROUND_FILES if (directory / n).is_file()]
+
+
+@functools.lru_cache(maxsize=32)
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return image[..., ::-1].copy()
+
+
+def _background(rng: np.random.Generator, config: SceneConfig) -> np.ndarray:
+    h, w = config.height, config.width
+    files = background_files()
+    if files and rng.random() < config.real_background_prob:
+        photo = _read_image(files[int(rng.integers(len(files)))])
+        ph, pw = photo.shape[:2]
+        scale = rng.uniform(0.5, 1.0)
+        ch, cw = int(min(ph, pw * h / w) * scale), int(min(pw, ph * w / h) * scale)
+        y0, x0 = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+        crop = cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return np.clip(crop.astype(np.float32) * rng.uniform(0.7, 1.2), 0, 255)
+    # Procedural: sky/wall gradient over a floor, a few blurred blocks, fine noise.
+    horizon = int(h * rng.uniform(0.3, 0.7))
+    top, bottom, floor = (rng.uniform(40, 230, size=3) for _ in range(3))
+    t = np.linspace(0, 1, horizon)[:, None, None]
+    upper = (1 - t) * top + t * bottom
+    lower = np.broadcast_to(floor, (h - horizon, 1, 3)) * np.linspace(0.8, 1.1, h - horizon)[
+        :, None, None
+    ]
+    image = np.concatenate([upper, lower], 0).repeat(w, 1).astype(np.float32)
+    for _ in range(int(rng.integers(2, 8))):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))
+        image[y0:y1, x0:x1] = rng.uniform(20, 240, size=3)
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(1.0, 4.0))
+    return image + rng.normal(0, 4, size=image.shape).astype(np.float32)
+
+
+def _place_people(rng, config: SceneConfig, count: int, hfov: float) -> list[np.ndarray]:
+    """Ground positions (x, y) in front of the camera, apart by min_separation_m."""
+    placed: list[np.ndarray] = []
+    for _ in range(200):
+        if len(placed) == count:
+            break
+        dist = rng.uniform(*config.distance_m)
+        half_width = dist * np.tan(hfov / 2) * 0.85
+        pos = np.array([rng.uniform(-half_width, half_width), dist])
+        if all(np.linalg.norm(pos - p) >= config.min_separation_m for p in placed):
+            placed.append(pos)
+    return placed
+
+
+def _garment_pattern(rng, u, v):
+    """Multiplicative pattern in [0.6, 1.1] of a garment over chart coordinates."""
+    kind = rng.integers(4)
+    freq = rng.uniform(3, 12)
+    if kind == 1:
+        return 0.85 + 0.2 * (np.sin(2 * np.pi * freq * (v if rng.random() < 0.5 else u)) > 0)
+    if kind == 2:
+        return 0.85 + 0.2 * ((np.sin(2 * np.pi * freq * u) * np.sin(2 * np.pi * freq * v)) > 0)
+    return np.ones_like(u) * (1.0 if kind == 0 else 0.95)
+
+
+def _albedo(rng, coarse, u, v, hair, config) -> np.ndarray:
+    """(N, 3) float32 base colour of one person's pixels, from part, (U, V) and hair flag."""
+    del config
+    k = rng.uniform(0, len(SKIN_TONES) - 1)
+    i = int(k)
+    skin = SKIN_TONES[i] * (1 - (k - i)) + SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)] * (k - i)
+    color = np.broadcast_to(skin, (len(coarse), 3)).astype(np.float32).copy()
+    color *= (1.0 + 0.04 * np.sin(40 * u) * np.sin(37 * v))[:, None]  # faint skin variation
+
+    def garment(mask):
+        c = rng.uniform(15, 240, size=3).astype(np.float32)
+        if rng.random() < 0.3:  # greys, black, white are common
+            c[:] = rng.uniform(15, 240)
+        color[mask] = c * _garment_pattern(rng, u[mask], v[mask])[:, None]
+
+    sleeve = rng.choice(3, p=[0.2, 0.45, 0.35])  # none, short, long
+    top = coarse == TORSO
+    top |= np.isin(coarse, UPPER_ARMS) & (v < (0.0, rng.uniform(0.3, 0.8), 1.01)[sleeve])
+    top |= np.isin(coarse, LOWER_ARMS) & (sleeve == 2) & (v < rng.uniform(0.8, 0.98))
+    garment(top)
+    long_pants = rng.random() < 0.65
+    legs = np.isin(coarse, UPPER_LEGS) & (v < (1.01 if long_pants else rng.uniform(0.35, 0.8)))
+    legs |= np.isin(coarse, LOWER_LEGS) & long_pants & (v < rng.uniform(0.9, 1.01))
+    garment(legs)
+    if rng.random() < 0.85:
+        shoe = rng.uniform(10, 120, size=3).astype(np.float32)
+        color[np.isin(coarse, FEET)] = shoe
+    if rng.random() < 0.85:
+        color[hair] = HAIR_COLORS[int(rng.integers(len(HAIR_COLORS)))] * rng.uniform(0.8, 1.2)
+    return color
+
+
+def _vertex_normals(cam_vertices: np.ndarray, faces: np.ndarray, incidence) -> np.ndarray:
+    a, b, c = (cam_vertices[faces[:, k]] for k in range(3))
+    face_n = np.cross(b - a, c - a)
+    n = np.asarray(incidence @ face_n, dtype=np.float32)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneConfig()):
+    """Sample and render one scene; deterministic for an integer seed."""
+    rng = np.random.default_rng(seed)
+    h, w = config.height, config.width
+    tables = _mesh_tables()
+    faces, n_faces = tables["faces"], len(tables["faces"])
+    hfov = np.deg2rad(rng.uniform(*config.hfov_deg))
+    camera = Camera(
+        focal=w / 2 / np.tan(hfov / 2), cx=w / 2, cy=h / 2,
+        height=rng.uniform(*config.camera_height_m),
+        pitch=np.deg2rad(rng.uniform(*config.camera_pitch_deg)),
+    )  # fmt: skip
+    count = int(rng.integers(config.persons[0], config.persons[1] + 1))
+    positions = _place_people(rng, config, count, hfov)
+    samples = [sample_body(rng, config.body) for _ in positions]
+    bodies = pose_bodies(samples) if samples else None
+
+    cam_vertices, keypoints_cam = [], []
+    for k, pos in enumerate(positions):
+        yaw = rng.uniform(0, 2 * np.pi)
+        cy, sy = np.cos(yaw), np.sin(yaw)
+        rot = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]], dtype=np.float32)
+        shift = np.array([pos[0], pos[1], 0.0], dtype=np.float32)
+        cam_vertices.append(camera.to_camera(bodies.vertices[k] @ rot.T + shift))
+        keypoints_cam.append(camera.to_camera(bodies.keypoints[k] @ rot.T + shift))
+    n_vertices = len(load_charts().rest_vertices)
+    if positions:
+        all_cam = np.concatenate(cam_vertices)
+        all_faces = np.concatenate([faces + k * n_vertices for k in range(len(positions))])
+        frags = rasterize(camera.project(all_cam), all_faces, h, w)
+    else:
+        frags = rasterize(np.zeros((0, 3)), np.zeros((0, 3), np.int32), h, w)
+
+    fg = frags.face >= 0
+    fid = frags.face[fg]
+    person, local = fid // n_faces, fid % n_faces
+    bary = frags.bary[fg]
+    uv = (tables["corner_uv"][local] * bary[..., None]).sum(1)
+    part = np.zeros((h, w), np.uint8)
+    u_map = np.zeros((h, w), np.float32)
+    v_map = np.zeros((h, w), np.float32)
+    instance = np.zeros((h, w), np.uint8)
+    part[fg] = tables["chart"][local]
+    u_map[fg], v_map[fg] = np.clip(uv[:, 0], 0, 1), np.clip(uv[:, 1], 0, 1)
+    instance[fg] = person + 1
+
+    image = _background(rng, config)
+    light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-1.2, -0.2), rng.uniform(-1.0, -0.3)])
+    light /= np.linalg.norm(light)
+    ambient = rng.uniform(0.3, 0.6)
+    ys, xs = np.nonzero(fg)
+    shaded = np.zeros((len(fid), 3), np.float32)
+    for k in range(len(positions)):
+        sel = person == k
+        if not sel.any():
+            continue
+        loc = local[sel]
+        color = _albedo(rng, tables["coarse"][loc], uv[sel, 0], uv[sel, 1],
+                        tables["hair"][loc], config)
+        normals = _vertex_normals(cam_vertices[k], faces, tables["incidence"])
+        n = (normals[faces[loc]] * bary[sel][..., None]).sum(1)
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        view = np.stack([(xs[sel] + 0.5 - camera.cx) / camera.focal,
+                         (ys[sel] + 0.5 - camera.cy) / camera.focal, np.ones(sel.sum())], 1)
+        n[(n * view).sum(1) > 0] *= -1  # face the camera
+        lambert = np.clip(n @ light, 0, None)
+        shaded[sel] = color * (ambient + (1 - ambient) * lambert)[:, None]
+    image[fg] = shaded
+    sigma = rng.uniform(*config.blur_sigma_px)
+    if sigma > 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    image = image * rng.uniform(0.9, 1.1, size=3).astype(np.float32)  # colour cast
+    image += rng.normal(0, rng.uniform(*config.noise_sigma), size=image.shape).astype(np.float32)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+
+    keypoints = np.zeros((len(positions), 17, 3), np.float32)
+    for k, kp_cam in enumerate(keypoints_cam):
+        pix = camera.project(kp_cam)
+        inside = (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
+        col = np.clip(pix[:, 0].astype(int), 0, w - 1)
+        row = np.clip(pix[:, 1].astype(int), 0, h - 1)
+        # Visible: on this person's pixels, at most a body's half-depth behind the surface
+        # (joints lie inside the body; a nose seen from behind is occluded).
+        on_person = (instance[row, col] == k + 1) & (pix[:, 2] - frags.depth[row, col] < 0.15)
+        keypoints[k, :, 0] = np.where(inside, pix[:, 0], 0)
+        keypoints[k, :, 1] = np.where(inside, pix[:, 1], 0)
+        keypoints[k, :, 2] = np.where(inside, np.where(on_person, 2, 1), 0)
+    return RenderedScene(image=image, part=part, u=u_map, v=v_map, instance=instance,
+                         keypoints=keypoints, depth=frags.depth,
+                         activities=[s.activity for s in samples])
