@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from densepose_ros.evaluation.gps import PersonIUV
 from densepose_ros.evaluation.surface import SampledSurfaceMetric
+from densepose_ros.postprocess import PersonIUV
 
 TINY_GEODESIC = np.array([
     [0.0, 0.1, 0.2, 0.5],
@@ -73,16 +73,20 @@ def coco_file(images: list[tuple[int, int, int]], annotations: list[dict]) -> di
     }
 
 
-def iuv_for(bbox: list[float], pixels_iuv, fill_part: int = 1,
-            background: bool = False) -> PersonIUV:
-    """Box-resolution IUV: ``fill_part`` (or background) everywhere, given pixels set."""
-    w, h = int(bbox[2]), int(bbox[3])
+def iuv_for(bbox: list[float], pixels_iuv, fill_part: int = 1, background: bool = False,
+            grid_wh: tuple[int, int] | None = None) -> PersonIUV:
+    """IUV over an integer box: ``fill_part`` (or background) everywhere, given pixels set.
+
+    The grid has the box's size unless ``grid_wh`` says otherwise.
+    """
+    w, h = grid_wh or (int(bbox[2]), int(bbox[3]))
     labels = np.full((h, w), 0 if background else fill_part, dtype=np.uint8)
     u = np.zeros((h, w), dtype=np.float32)
     v = np.zeros((h, w), dtype=np.float32)
     for col, row, part, pu, pv in pixels_iuv:
         labels[row, col], u[row, col], v[row, col] = part, pu, pv
-    return PersonIUV(labels, u, v)
+    box = (int(bbox[0]), int(bbox[1]), int(bbox[0] + bbox[2]), int(bbox[1] + bbox[3]))
+    return PersonIUV(labels, u, v, box, 1.0)
 
 
 def xyxy(bbox: list[float]) -> list[float]:

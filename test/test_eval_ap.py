@@ -120,7 +120,7 @@ def test_detection_of_unannotated_person_is_ignored_but_background_detection_is_
     assert report.AP_GPS == pytest.approx(100.0)
     # A confident detection where nobody is: rank 1 FP, rank 2 TP -> precision 0.5 at all
     # recall points.
-    nowhere = ([150.0, 150.0, 30.0, 30.0], 0.9, iuv_for([0, 0, 30, 30], []))
+    nowhere = ([150.0, 150.0, 30.0, 30.0], 0.9, iuv_for([150.0, 150.0, 30.0, 30.0], []))
     report = _evaluate(data, [_prediction(1, [perfect, nowhere])])
     assert report.AP_GPS == pytest.approx(50.0)
 
@@ -168,7 +168,7 @@ def test_box_ap_agrees_with_pycocotools():
             results.append({"image_id": image_id, "category_id": 1, "bbox": bbox,
                             "score": score})
         predictions.append(_prediction(image_id, [
-            (b, s, iuv_for([0, 0, max(int(b[2]), 1), max(int(b[3]), 1)], [])) for b, s in dets]))
+            (b, s, iuv_for(b, [])) for b, s in dets]))
     data = coco_file(images, annotations)
     coco_gt = COCO()
     coco_gt.dataset = data

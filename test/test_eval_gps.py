@@ -13,7 +13,6 @@ from eval_fixtures import (
     iuv_for,
     person_annotation,
     tiny_surface,
-    xyxy,
 )
 
 from densepose_ros.data.coco import parse_densepose_coco
@@ -54,7 +53,7 @@ def test_gps_matches_hand_computation():
     gt_ids = locate_annotation(instance, surface)
     assert gt_ids.tolist() == [0, 2, 3, 1]
     prediction = iuv_for(BBOX, PRED_POINTS, background=True)
-    result = compare_points(instance, gt_ids, prediction, np.array(xyxy(BBOX)), surface, 255.0)
+    result = compare_points(instance, gt_ids, prediction, surface, 255.0)
     assert result.pred_part.tolist() == [1, 1, 1, 0]
     np.testing.assert_allclose(result.distance[:3], [0.1, 0.0, 0.5])
     assert math.isinf(result.distance[3])
@@ -70,7 +69,7 @@ def test_paper_kappa_option():
     instance = _instance()
     gt_ids = locate_annotation(instance, surface)
     prediction = iuv_for(BBOX, PRED_POINTS, background=True)
-    result = compare_points(instance, gt_ids, prediction, np.array(xyxy(BBOX)), surface, 255.0,
+    result = compare_points(instance, gt_ids, prediction, surface, 255.0,
                             per_part_kappa=False)
     k = 0.255
     expected = (math.exp(-0.01 / (2 * k * k)) + 1.0 + math.exp(-0.25 / (2 * k * k))) / 4
@@ -84,10 +83,9 @@ def test_points_outside_the_detection_score_zero():
     perfect = iuv_for(BBOX, GT_POINTS)
     # The same prediction on a box cut to the left 20 columns: points at columns 30 and 45
     # fall outside it.
-    cut_box = np.array([10.0, 20.0, 30.0, 122.0])
     cut = iuv_for([10.0, 20.0, 20.0, 102.0], GT_POINTS[:2])
-    full = compare_points(instance, gt_ids, perfect, np.array(xyxy(BBOX)), surface, 255.0)
-    part = compare_points(instance, gt_ids, cut, cut_box, surface, 255.0)
+    full = compare_points(instance, gt_ids, perfect, surface, 255.0)
+    part = compare_points(instance, gt_ids, cut, surface, 255.0)
     assert full.gps == pytest.approx(1.0)
     assert part.pred_part.tolist() == [1, 1, 0, 0]
     assert part.gps == pytest.approx(0.5)
@@ -99,8 +97,9 @@ def test_iuv_grid_smaller_than_box_is_scaled():
     instance = _instance(bbox=bbox)
     gt_ids = locate_annotation(instance, surface)
     # A half-resolution IUV: box pixel (c, r) lies in grid cell (c // 2, r // 2).
-    half = iuv_for([0, 0, 26, 51], [(c // 2, r // 2, i, u, v) for c, r, i, u, v in GT_POINTS])
-    result = compare_points(instance, gt_ids, half, np.array(xyxy(bbox)), surface, 255.0)
+    half = iuv_for(bbox, [(c // 2, r // 2, i, u, v) for c, r, i, u, v in GT_POINTS],
+                   grid_wh=(26, 51))
+    result = compare_points(instance, gt_ids, half, surface, 255.0)
     assert result.gps == pytest.approx(1.0)
 
 

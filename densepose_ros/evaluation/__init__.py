@@ -9,7 +9,7 @@ from densepose_ros.evaluation.evaluator import (
     evaluate,
     format_report,
 )
-from densepose_ros.evaluation.gps import ImagePredictions, PersonIUV
+from densepose_ros.evaluation.gps import ImagePredictions
 from densepose_ros.evaluation.surface import (
     PART_KAPPA,
     SampledSurfaceMetric,
@@ -19,6 +19,6 @@ from densepose_ros.evaluation.surface import (
 
 __all__ = [
     "APSummary", "DenseDiagnostics", "DensePoseEvaluator", "EvaluationConfig",
-    "EvaluationReport", "ImagePredictions", "PART_KAPPA", "PersonIUV", "SampledSurfaceMetric",
+    "EvaluationReport", "ImagePredictions", "PART_KAPPA", "SampledSurfaceMetric",
     "SurfaceMetric", "evaluate", "format_report", "load_surface_metric",
 ]

@@ -271,8 +271,7 @@ class DensePoseEvaluator:
                              for g in gts], dtype=bool)
         self._counts["dense_persons"] += int(is_dense.sum())
         gt_masks = [annotation_mask(g, image.height, image.width) for g in gts]
-        dt_masks = [prediction_mask(p, b, image.height, image.width)
-                    for p, b in zip(persons, boxes, strict=True)]
+        dt_masks = [prediction_mask(p, image.height, image.width) for p in persons]
         mask_iou = mask_iou_matrix(dt_masks, gt_masks, gt_crowd)
 
         comparisons: dict[tuple[int, int], PointComparison] = {}
@@ -281,9 +280,8 @@ class DensePoseEvaluator:
             for g in np.flatnonzero(is_dense):
                 gt_ids = locate_annotation(gts[g], self.surface)
                 for d in range(keep):
-                    comparison = compare_points(gts[g], gt_ids, persons[d], boxes[d],
-                                                self.surface, cfg.point_frame_size,
-                                                cfg.per_part_kappa)
+                    comparison = compare_points(gts[g], gt_ids, persons[d], self.surface,
+                                                cfg.point_frame_size, cfg.per_part_kappa)
                     comparisons[d, g] = comparison
                     gps[d, g] = comparison.gps
             gpsm = np.sqrt(gps * mask_iou)
@@ -302,7 +300,7 @@ class DensePoseEvaluator:
                 pred_part, pred_u, pred_v, pair_gps = c.pred_part, c.pred_u, c.pred_v, c.gps
             else:
                 x, y = annotated_points_in_image(gts[g], cfg.point_frame_size)
-                pred_part, pred_u, pred_v = sample_prediction(persons[d], boxes[d], x, y)
+                pred_part, pred_u, pred_v = sample_prediction(persons[d], x, y)
                 pair_gps = None
             self._diagnostics.add(dense.part, pred_part, dense.u, dense.v, pred_u, pred_v,
                                   pair_gps, mask_iou[d, g])
@@ -346,6 +344,10 @@ def evaluate(annotations: DensePoseCocoFile, predictions: list[ImagePredictions]
     return evaluator.report()
 
 
+def _pct_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}%"
+
+
 def format_report(report: EvaluationReport) -> str:
     """A readable table of the report."""
     def fmt(value) -> str:
@@ -369,9 +371,9 @@ def format_report(report: EvaluationReport) -> str:
               f"({report.num_dense_persons} with DensePose points), detections "
               f"{report.num_detections}",
               f"paired detections {diag.pairs}, points {diag.points}: part accuracy "
-              f"{fmt(diag.point_accuracy).strip()}%, U error {fmt(diag.u_error).strip()}, "
-              f"V error {fmt(diag.v_error).strip()}, mask IoU {fmt(diag.mean_mask_iou).strip()}"
-              f"%, mean GPS {fmt(diag.mean_gps).strip()}"]
+              f"{_pct_text(diag.point_accuracy)}, U error {fmt(diag.u_error).strip()}, "
+              f"V error {fmt(diag.v_error).strip()}, mask IoU {_pct_text(diag.mean_mask_iou)}, "
+              f"mean GPS {fmt(diag.mean_gps).strip()}"]
     if diag.points:
         lines.append("per-part accuracy (%):")
         items = list(diag.per_part_accuracy.items())

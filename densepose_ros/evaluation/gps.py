@@ -16,21 +16,8 @@ import numpy as np
 
 from densepose_ros.data.coco import InstanceAnnotation
 from densepose_ros.evaluation.surface import PAPER_KAPPA, PART_KAPPA, SurfaceMetric
-
-
-@dataclass
-class PersonIUV:
-    """Dense prediction for one detected person, over its box.
-
-    Attributes:
-        labels: [h, w] uint8 chart index 0..24 (0 background) on a grid spanning the box.
-        u: [h, w] float32 U coordinate of the predicted chart at each pixel.
-        v: [h, w] float32 V coordinate, same layout.
-    """
-
-    labels: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
+from densepose_ros.postprocess import PersonIUV, person_iuv_charts
+from densepose_ros.structures import DensePoseResult
 
 
 @dataclass
@@ -39,9 +26,10 @@ class ImagePredictions:
 
     Attributes:
         image_id: the image id of the annotation file.
-        boxes: [N, 4] float box (x1, y1, x2, y2) in image pixels.
+        boxes: [N, 4] float detection box (x1, y1, x2, y2) in image pixels (box AP, areas).
         scores: [N] float confidences.
-        persons: N ``PersonIUV``, person k spanning ``boxes[k]``.
+        persons: N ``PersonIUV`` (``densepose_ros.postprocess``): person k's labels, U, V
+            on the integer pixel box ``persons[k].box`` covering ``boxes[k]``.
     """
 
     image_id: int
@@ -55,6 +43,12 @@ class ImagePredictions:
         if not (len(self.boxes) == len(self.scores) == len(self.persons)):
             raise ValueError(f"image {self.image_id}: {len(self.boxes)} boxes, "
                              f"{len(self.scores)} scores and {len(self.persons)} IUV maps")
+
+    @classmethod
+    def from_result(cls, image_id: int, result: DensePoseResult) -> ImagePredictions:
+        """From a model result: boxes, scores and per-person IUV at box resolution."""
+        return cls(image_id, result.boxes.float().numpy(), result.scores.float().numpy(),
+                   person_iuv_charts(result))
 
 
 def annotated_points_in_image(instance: InstanceAnnotation,
@@ -70,15 +64,15 @@ def annotated_points_in_image(instance: InstanceAnnotation,
             y0 + instance.dense.y.astype(np.float64) * h / frame_size)
 
 
-def sample_prediction(person: PersonIUV, box_xyxy: np.ndarray, x: np.ndarray,
+def sample_prediction(person: PersonIUV, x: np.ndarray,
                       y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted (I, U, V) at image points: [P] int64, [P] float, [P] float.
 
-    The pixel of a point is ``floor`` of its offset in the box scaled to the IUV grid;
-    points outside the box get I = 0 (background).
+    The pixel of a point is ``floor`` of its offset in the person's box scaled to the IUV
+    grid (the identity when the grid has the box's size); points outside get I = 0.
     """
     h, w = person.labels.shape
-    x1, y1, x2, y2 = (float(c) for c in box_xyxy)
+    x1, y1, x2, y2 = (float(c) for c in person.box)
     col = np.floor((x - x1) * w / max(x2 - x1, 1e-6)).astype(np.int64)
     row = np.floor((y - y1) * h / max(y2 - y1, 1e-6)).astype(np.int64)
     inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
@@ -114,7 +108,7 @@ class PointComparison:
 
 
 def compare_points(instance: InstanceAnnotation, gt_ids: np.ndarray, person: PersonIUV,
-                   box_xyxy: np.ndarray, metric: SurfaceMetric, frame_size: float,
+                   metric: SurfaceMetric, frame_size: float,
                    per_part_kappa: bool = True) -> PointComparison:
     """Per-point comparison of a detection with an annotated person.
 
@@ -124,7 +118,7 @@ def compare_points(instance: InstanceAnnotation, gt_ids: np.ndarray, person: Per
     dense = instance.dense
     assert dense is not None
     x, y = annotated_points_in_image(instance, frame_size)
-    pred_part, pred_u, pred_v = sample_prediction(person, box_xyxy, x, y)
+    pred_part, pred_u, pred_v = sample_prediction(person, x, y)
     distance = np.full(pred_part.shape[0], np.inf)
     comparable = (pred_part > 0) & (gt_ids >= 0)
     if comparable.any():

@@ -12,7 +12,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from densepose_ros.data.coco import InstanceAnnotation
-from densepose_ros.evaluation.gps import PersonIUV
+from densepose_ros.postprocess import PersonIUV
 
 
 def _paste(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -> np.ndarray:
@@ -50,11 +50,10 @@ def annotation_mask(instance: InstanceAnnotation, height: int, width: int) -> np
     return np.zeros((height, width), dtype=np.uint8)
 
 
-def prediction_mask(person: PersonIUV, box_xyxy: np.ndarray, height: int,
-                    width: int) -> np.ndarray:
-    """[height, width] uint8 0/1 foreground of a detection, its IUV resized to its box."""
-    x1, y1, x2, y2 = (float(c) for c in box_xyxy)
-    size = (max(int(x2 - x1), 1), max(int(y2 - y1), 1))
+def prediction_mask(person: PersonIUV, height: int, width: int) -> np.ndarray:
+    """[height, width] uint8 0/1 foreground of a detection, its IUV placed on its box."""
+    x1, y1, x2, y2 = (int(c) for c in person.box)
+    size = (max(x2 - x1, 1), max(y2 - y1, 1))
     foreground = (person.labels > 0).astype(np.uint8)
     if foreground.shape[::-1] != size:
         foreground = cv2.resize(foreground, size, interpolation=cv2.INTER_NEAREST)
