@@ -1,0 +1,62 @@
+"""``densepose synth``: render synthetic DensePose-COCO data from the Anny body model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from pathlib import Path
+
+from densepose_ros.synth.scene import SceneConfig
+from densepose_ros.synth.writer import WriterConfig
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)[xX](\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 320x240, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _persons(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a..b or n, e.g. 1..3, got {text!r}")
+    lo, hi = int(match[1]), int(match[2] or match[1])
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"empty range {text!r}")
+    return lo, hi
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    w, s = WriterConfig(), SceneConfig()
+    parser.add_argument("--num", type=int, default=w.num_images, help="number of images")
+    parser.add_argument("--seed", type=int, default=w.seed, help="dataset seed (deterministic)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--size", type=_size, default=(s.width, s.height), metavar="WxH",
+                        help=f"image size (default {s.width}x{s.height})")
+    parser.add_argument("--persons", type=_persons, default=s.persons, metavar="a..b",
+                        help=f"people per image (default {s.persons[0]}..{s.persons[1]})")
+    parser.add_argument("--workers", type=int, default=w.workers,
+                        help="worker processes (0: one per CPU core)")
+    parser.add_argument("--format", choices=("jpg", "png"), default=w.image_format)
+    parser.add_argument("--save-maps", action="store_true",
+                        help="also write the exact label maps to DIR/maps/*.npz")
+    parser.add_argument("--preview", type=int, default=w.preview_images,
+                        help="images shown in DIR/preview.png (0: none)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from densepose_ros.synth.writer import write_dataset
+
+    scene = dataclasses.replace(SceneConfig(), width=args.size[0], height=args.size[1],
+                                persons=args.persons)
+    config = WriterConfig(num_images=args.num, seed=args.seed, workers=args.workers,
+                          image_format=args.format, save_maps=args.save_maps,
+                          preview_images=args.preview, scene=scene)
+    coco = write_dataset(args.out, config, progress=not args.no_progress)
+    with_dp = sum("dp_I" in a for a in coco["annotations"])
+    print(f"wrote {len(coco['images'])} images, {len(coco['annotations'])} people "
+          f"({with_dp} with DensePose points) to {args.out}")
+    return 0
