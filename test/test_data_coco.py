@@ -148,3 +148,12 @@ def test_collate_pads_normalises_and_packs_points(tmp_path):
     assert second.has_dense.tolist() == [True, True] and second.has_segm.all()
     assert second.segm.shape == (2, 256, 256)
     assert batch.image_ids == [1, 2]
+
+
+def test_images_default_to_the_synth_layout(tmp_path):
+    # densepose synth writes DIR/annotations.json with file names relative to DIR/images.
+    path, image_dir = _write_dataset(tmp_path, [person_annotation(1, 1, [0, 0, 9, 9], POINTS)])
+    assert image_dir == tmp_path / "images"
+    dataset = DensePoseCocoDataset(DatasetSpec(path), train=False)
+    assert dataset.images_dir == image_dir
+    assert dataset.load(0).image.shape == (60, 80, 3)

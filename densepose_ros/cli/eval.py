@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="model weights (.pth of this package)")
     parser.add_argument("--data", required=True, help="DensePose-COCO annotation JSON")
     parser.add_argument("--images", default=None,
-                        help="images directory (default: the JSON's directory)")
+                        help="images directory (default: images/ next to the JSON if it "
+                             "exists, else the JSON's directory)")
     parser.add_argument("--geodesics", default=None,
                         help="surface geodesics: 'anny' (synthetic data) or a .npz file "
                              "(see docs/training_and_evaluation.md); without it GPS/GPSm AP "
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from densepose_ros.data.dataset import read_image
+    from densepose_ros.data.dataset import default_images_dir, read_image
     from densepose_ros.evaluation.gps import ImagePredictions
     from densepose_ros.evaluation.surface import load_surface_metric
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except AnnotationError as error:
         print(f"densepose eval: {error}", file=sys.stderr)
         return 2
-    images_dir = Path(args.images) if args.images else Path(args.data).parent
+    images_dir = Path(args.images) if args.images else default_images_dir(args.data)
     if not images_dir.is_dir():
         print(f"densepose eval: images directory not found: {images_dir}", file=sys.stderr)
         return 2

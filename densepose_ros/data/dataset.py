@@ -33,8 +33,8 @@ class DatasetSpec:
 
     Attributes:
         annotations: the DensePose-COCO JSON.
-        images: directory that the JSON's ``file_name`` entries are relative to; None: the
-            JSON's own directory.
+        images: directory that the JSON's ``file_name`` entries are relative to; None: see
+            ``default_images_dir``.
         symmetry: chart symmetry for flips: ``"anny"`` (synthetic data), the path of a
             DensePose ``UV_symmetry_transforms.mat``/``.npz``, or None (no flipping).
         ratio: relative share of this source in a mix.
@@ -46,6 +46,13 @@ class DatasetSpec:
     symmetry: str | None = None
     ratio: float = 1.0
     name: str = ""
+
+
+def default_images_dir(annotations: Path | str) -> Path:
+    """``images/`` next to the annotation file if it exists (the layout ``densepose synth``
+    writes), else the annotation file's own directory."""
+    parent = Path(annotations).parent
+    return parent / "images" if (parent / "images").is_dir() else parent
 
 
 def record_to_sample(record: ImageRecord, image: np.ndarray, source: str = "") -> Sample:
@@ -89,7 +96,7 @@ class DensePoseCocoDataset(Dataset):
         self.spec = spec
         self.file: DensePoseCocoFile = load_densepose_coco(spec.annotations)
         self.images_dir = (Path(spec.images) if spec.images is not None
-                           else Path(spec.annotations).parent)
+                           else default_images_dir(spec.annotations))
         if not self.images_dir.is_dir():
             raise FileNotFoundError(f"images directory not found: {self.images_dir}")
         self.name = spec.name or Path(spec.annotations).name
