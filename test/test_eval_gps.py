@@ -16,12 +16,9 @@ from eval_fixtures import (
 )
 
 from densepose_ros.data.coco import parse_densepose_coco
+from densepose_ros.evaluation.convert import main as convert_main
 from densepose_ros.evaluation.gps import compare_points, locate_annotation
-from densepose_ros.evaluation.surface import (
-    SampledSurfaceMetric,
-    convert_densepose_eval_files,
-    load_sampled_surface,
-)
+from densepose_ros.evaluation.surface import SampledSurfaceMetric, load_sampled_surface
 
 BBOX = [10.0, 20.0, 51.0, 102.0]
 # (col, row, I, U, V) of the annotated points, on the box grid.
@@ -152,10 +149,9 @@ def test_converter_reads_the_original_densepose_layout(tmp_path):
         "U_subdiv": TINY_UV[order, 0][None], "V_subdiv": TINY_UV[order, 1][None],
         "Part_ID_subdiv": TINY_PART[order][None]})
     savemat(tmp_path / "SMPL_SUBDIV_TRANSFORM.mat", {"index": (order + 1)[:, None]})
-    out = convert_densepose_eval_files(tmp_path / "SMPL_subdiv.mat",
-                                       tmp_path / "SMPL_SUBDIV_TRANSFORM.mat",
-                                       tmp_path / "Pdist_matrix.pkl", tmp_path / "smpl.npz")
-    surface = load_sampled_surface(out)
+    assert convert_main([str(tmp_path / name) for name in (
+        "SMPL_subdiv.mat", "SMPL_SUBDIV_TRANSFORM.mat", "Pdist_matrix.pkl", "smpl.npz")]) == 0
+    surface = load_sampled_surface(tmp_path / "smpl.npz")
     # Sample k of the converted file is vertex order[k].
     for a in range(4):
         for b in range(4):

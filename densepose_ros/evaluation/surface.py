@@ -232,3 +232,4 @@ def convert_densepose_eval_files(subdiv_mat: Path | str, transform_mat: Path | s
     metric = SampledSurfaceMetric(part, uv, geodesic_condensed=condensed, vertex=vertex)
     metric.save(out_npz)
     return Path(out_npz)
+
