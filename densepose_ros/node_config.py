@@ -48,8 +48,8 @@ class NodeConfig:
         20, "Most persons published per frame (highest scores first).", runtime=True,
         range_=(1, 100))
     resize_shortest_edge: int = _param(
-        0, "Resize input so its shorter side is this many pixels; 0: the model's default.",
-        runtime=True, range_=(0, 2000))
+        0, "Resize input so its shorter side is this many pixels; 0: the model's default; "
+        "-1: no resize (run at the image's own size).", runtime=True, range_=(-1, 2000))
     resize_max_size: int = _param(
         0, "Upper bound of the longer side after resizing; 0: the model's default.",
         runtime=True, range_=(0, 4000))
@@ -131,5 +131,32 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def params_yaml() -> str:
+    """``config/densepose.yaml``: every parameter with its default and description."""
+    import textwrap
+
+    lines = [
+        "# Parameters of densepose_node (densepose_ros). Generated from",
+        "# densepose_ros/node_config.py (`python -m densepose_ros.node_config --yaml`), where",
+        "# every name, default, range and description lives; copy it and change what you need.",
+        "/**:",
+        "  ros__parameters:",
+    ]
+    for spec in NodeConfig.specs():
+        text = spec.metadata["description"] + (" [run time]" if spec.metadata["runtime"] else "")
+        lines += [f"    # {line}" for line in textwrap.wrap(text, 84)]
+        value = spec.default
+        if isinstance(value, bool):
+            shown = "true" if value else "false"
+        elif isinstance(value, str):
+            shown = f'"{value}"'
+        else:
+            shown = repr(value)
+        lines.append(f"    {spec.name}: {shown}")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+
+    print(params_yaml() if "--yaml" in sys.argv else markdown_table(), end="")

@@ -60,6 +60,14 @@ def test_xml_launch_file(share):
         assert (share / rel).is_file(), rel
 
 
+def test_params_file_is_generated_from_the_node_config():
+    from densepose_ros.node_config import params_yaml
+
+    assert (ROOT / "config" / "densepose.yaml").read_text() == params_yaml(), (
+        "regenerate: python -m densepose_ros.node_config --yaml > config/densepose.yaml"
+    )
+
+
 def test_params_file_mirrors_the_node_config():
     doc = yaml.safe_load((ROOT / "config" / "densepose.yaml").read_text())
     params = doc["/**"]["ros__parameters"]

@@ -1,0 +1,132 @@
+"""The node's own overhead per frame: everything except the model's forward pass.
+
+Stages, for a 640x480 bgr8 frame with 1, 5 and 20 persons (chart outputs of the
+predictor's real shape, 112x112, with random values; boxes of typical pedestrian size):
+decode (sensor_msgs/Image -> array), charts (per-person IUV at box resolution and
+correspondences), iuv (full-frame IUV image), messages (building DensePersonArray and the
+IUV Image), serialise (CDR, as rclpy does before sending), publish (rclpy publish to a
+subscribed topic). Medians over repeated runs, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from densepose_ros.frame_processor import FrameProcessor
+from densepose_ros.image_codec import decode_image
+from densepose_ros.structures import DensePoseChartOutput, DensePoseResult
+
+WIDTH, HEIGHT = 640, 480
+PERSON_COUNTS = (1, 5, 20)
+REPEATS = 30
+
+
+def synthetic_result(persons: int, seed: int = 0) -> DensePoseResult:
+    """Boxes of 60-160 x 120-320 px with random chart logits (the real output shapes)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randint(60, 160, (persons,), generator=gen).float()
+    h = torch.randint(120, 320, (persons,), generator=gen).float()
+    x1 = (torch.rand(persons, generator=gen) * (WIDTH - w)).floor()
+    y1 = (torch.rand(persons, generator=gen) * (HEIGHT - h)).floor()
+    boxes = torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
+    m = 112
+    charts = DensePoseChartOutput(
+        coarse_segm=torch.randn(persons, 2, m, m, generator=gen),
+        fine_segm=torch.randn(persons, 25, m, m, generator=gen),
+        u=torch.rand(persons, 25, m, m, generator=gen),
+        v=torch.rand(persons, 25, m, m, generator=gen),
+    )
+    scores = torch.linspace(0.99, 0.9, persons)
+    return DensePoseResult(boxes=boxes, scores=scores, charts=charts,
+                           image_size=(HEIGHT, WIDTH))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_output"))
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    args = parser.parse_args()
+
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    from densepose_ros.msg import DensePersonArray
+    from densepose_ros.node import image_message, persons_message
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    rclpy.init()
+    node = Node("bench_node_overhead")
+    persons_pub = node.create_publisher(DensePersonArray, "bench/persons", 5)
+    iuv_pub = node.create_publisher(Image, "bench/iuv", 5)
+    # Subscribed topics, so publishing really serialises and hands data to DDS.
+    node.create_subscription(DensePersonArray, "bench/persons", lambda m: None, 5)
+    node.create_subscription(Image, "bench/iuv", lambda m: None, 5)
+
+    frame = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    source = Image(height=HEIGHT, width=WIDTH, encoding="bgr8", step=WIDTH * 3)
+    source.data = frame.tobytes()
+    processor = FrameProcessor(backend=None)
+    results = {}
+    print(f"node overhead per frame, {WIDTH}x{HEIGHT}, median of {args.repeats} runs (ms); "
+          f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}")
+    header = f"{'persons':>8} {'decode':>8} {'charts':>8} {'iuv':>8} {'messages':>9} " \
+             f"{'serialise':>10} {'publish':>8} {'total':>8}"
+    print(header)
+    for persons in PERSON_COUNTS:
+        result = synthetic_result(persons)
+        times: dict[str, list[float]] = {k: [] for k in
+                                          ("decode", "charts", "iuv", "messages", "serialise",
+                                           "publish", "total")}
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            image = decode_image(source.encoding, source.height, source.width, source.step,
+                                 False, source.data)
+            t1 = time.perf_counter()
+            outputs = processor.outputs_from_result(result, image, correspondence_stride=8)
+            t2 = time.perf_counter()
+            persons_msg = persons_message(outputs, source.header)
+            iuv_msg = image_message(outputs.iuv, "8UC3", source.header)
+            t3 = time.perf_counter()
+            serialize_message(persons_msg)
+            serialize_message(iuv_msg)
+            t4 = time.perf_counter()
+            persons_pub.publish(persons_msg)
+            iuv_pub.publish(iuv_msg)
+            t5 = time.perf_counter()
+            times["decode"].append(t1 - t0)
+            times["charts"].append(outputs.timings["charts"])
+            times["iuv"].append(outputs.timings["iuv"])
+            times["messages"].append(t3 - t2)
+            times["serialise"].append(t4 - t3)
+            times["publish"].append(t5 - t4)
+            # serialise is measured apart; publish serialises again internally
+            times["total"].append((t3 - t0) + (t5 - t4))
+            rclpy.spin_once(node, timeout_sec=0)
+        medians = {k: 1000 * statistics.median(v) for k, v in times.items()}
+        results[persons] = medians
+        print(f"{persons:>8} {medians['decode']:>8.2f} {medians['charts']:>8.2f} "
+              f"{medians['iuv']:>8.2f} {medians['messages']:>9.2f} {medians['serialise']:>10.2f} "
+              f"{medians['publish']:>8.2f} {medians['total']:>8.2f}")
+    print("total = decode + charts + iuv + messages + publish (publish includes serialising)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "node_overhead.json").write_text(json.dumps(
+        {"machine": f"{platform.machine()} {os.cpu_count()} cores", "image": [WIDTH, HEIGHT],
+         "repeats": args.repeats, "median_ms": results}, indent=2))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

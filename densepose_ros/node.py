@@ -1,0 +1,464 @@
+"""ROS 2 glue of densepose_ros: the managed (lifecycle) node ``densepose``.
+
+All work happens in the ROS-free core (``FrameProcessor``, ``image_codec``, backends); this
+file only converts messages to arrays and results to messages, and wires topics,
+parameters, the worker thread, the lifecycle and diagnostics.
+
+Run: ``ros2 run densepose_ros densepose_node`` or ``python -m densepose_ros.node``.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+
+from densepose_ros import image_codec
+from densepose_ros.correspondences import CameraIntrinsics
+from densepose_ros.frame_processor import FrameOutputs, FrameProcessor
+from densepose_ros.frame_slot import LatestFrameSlot, NodeStats
+from densepose_ros.msg import DensePerson, DensePersonArray
+from densepose_ros.node_config import NodeConfig, check_value
+from densepose_ros.runtime import InferenceSettings, create_backend
+
+# Output QoS: reliable so rviz and recorders get every result; shallow to never pile up.
+OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# Seconds between repeats of the same warning (bad input can arrive at camera rate).
+LOG_THROTTLE_S = 5.0
+
+# sensor_msgs/PointCloud2 layout of densepose/surface_points.
+SURFACE_POINT_DTYPE = np.dtype([
+    ("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("u", "<f4"), ("v", "<f4"),
+    ("part", "u1"), ("person", "u1"), ("_pad", "u1", (2,)),
+])
+_POINT_FIELDS = [
+    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+    PointField(name="u", offset=12, datatype=PointField.FLOAT32, count=1),
+    PointField(name="v", offset=16, datatype=PointField.FLOAT32, count=1),
+    PointField(name="part", offset=20, datatype=PointField.UINT8, count=1),
+    PointField(name="person", offset=21, datatype=PointField.UINT8, count=1),
+]
+
+
+def _typed_array(typecode: str, values: np.ndarray, dtype) -> array.array:
+    """numpy -> array.array without a per-element Python loop (what the messages store)."""
+    out = array.array(typecode)
+    out.frombytes(np.ascontiguousarray(values, dtype=dtype).tobytes())
+    return out
+
+
+@dataclass
+class _Frame:
+    """A frame waiting in the slot: the raw message plus when it arrived."""
+
+    msg: Image | CompressedImage
+    received: float
+
+
+def persons_message(outputs: FrameOutputs, header) -> DensePersonArray:
+    """``DensePersonArray`` of one frame's outputs (header copied from the source image)."""
+    msg = DensePersonArray()
+    msg.header = header
+    msg.image_height, msg.image_width = outputs.image_size
+    for person in outputs.persons:
+        out = DensePerson()
+        out.score = person.score
+        x, y, w, h = person.roi
+        out.roi.x_offset, out.roi.y_offset, out.roi.width, out.roi.height = x, y, w, h
+        out.chart_height, out.chart_width = person.chart_part.shape
+        out.chart_part_index = _typed_array("B", person.chart_part, np.uint8)
+        out.chart_u = _typed_array("B", person.chart_u, np.uint8)
+        out.chart_v = _typed_array("B", person.chart_v, np.uint8)
+        points = person.points
+        out.point_x = _typed_array("H", points.x, np.uint16)
+        out.point_y = _typed_array("H", points.y, np.uint16)
+        out.point_part = _typed_array("B", points.part, np.uint8)
+        out.point_u = _typed_array("f", points.u, np.float32)
+        out.point_v = _typed_array("f", points.v, np.float32)
+        out.point_xyz = _typed_array("f", points.xyz, np.float32)
+        msg.persons.append(out)
+    return msg
+
+
+def image_message(image: np.ndarray, encoding: str, header) -> Image:
+    msg = Image()
+    msg.header = header
+    fields = image_codec.encode_image_fields(image, encoding)
+    msg.height, msg.width, msg.encoding = fields["height"], fields["width"], encoding
+    msg.is_bigendian, msg.step = 0, fields["step"]
+    msg.data = _typed_array("B", fields["data"], np.uint8)
+    return msg
+
+
+def surface_points_message(outputs: FrameOutputs, header) -> PointCloud2:
+    """All persons' 3D correspondences as one unorganised cloud (NaN points dropped)."""
+    chunks = []
+    for index, person in enumerate(outputs.persons):
+        p = person.points
+        if len(p.xyz) == 0:
+            continue
+        chunk = np.zeros(len(p.xyz), SURFACE_POINT_DTYPE)
+        chunk["x"], chunk["y"], chunk["z"] = p.xyz[:, 0], p.xyz[:, 1], p.xyz[:, 2]
+        chunk["u"], chunk["v"], chunk["part"] = p.u, p.v, p.part
+        chunk["person"] = min(index, 255)
+        chunks.append(chunk[np.isfinite(p.xyz).all(axis=1)])
+    cloud = np.concatenate(chunks) if chunks else np.zeros(0, SURFACE_POINT_DTYPE)
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, len(cloud)
+    msg.fields = _POINT_FIELDS
+    msg.is_bigendian, msg.is_dense = False, True
+    msg.point_step = SURFACE_POINT_DTYPE.itemsize
+    msg.row_step = msg.point_step * len(cloud)
+    msg.data = _typed_array("B", cloud.view(np.uint8), np.uint8)
+    return msg
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    meta = spec.metadata
+    text = meta["description"]
+    if meta["choices"]:
+        text += f" One of: {', '.join(meta['choices'])}."
+    descriptor = ParameterDescriptor(description=text, read_only=not meta["runtime"])
+    range_ = meta["range"]
+    if range_ is not None and isinstance(spec.default, float):
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(range_[0]), to_value=float(range_[1]))
+        ]
+    elif range_ is not None and isinstance(spec.default, int):
+        descriptor.integer_range = [
+            IntegerRange(from_value=int(range_[0]), to_value=int(range_[1]), step=1)
+        ]
+    return descriptor
+
+
+class DensePoseNode(LifecycleNode):
+    """Camera images in; DensePose persons, IUV image, overlay, 3D surface points out."""
+
+    def __init__(self, **kwargs):
+        super().__init__("densepose", **kwargs)
+        for spec in NodeConfig.specs():
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.config = NodeConfig(
+            **{s.name: self.get_parameter(s.name).value for s in NodeConfig.specs()}
+        )
+        self.config.validate()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
+        self._stats = NodeStats()
+        self._backend = None
+        self._processor: FrameProcessor | None = None
+        self._model_description = "not loaded"
+        self._settings_changed = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._running = threading.Event()
+        self._input_subscriptions = []
+        self._depth_lock = threading.Lock()
+        self._latest_depth: Image | None = None
+        self._intrinsics: CameraIntrinsics | None = None
+        self._last_error = ""
+        self._last_log: dict[str, float] = {}
+        self._publishers_ready = False
+
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
+        if self.config.autostart:
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._backend, reason = create_backend(
+                self.config.backend, self.config.weights, self.config.device,
+                allow_untrained=self.config.allow_untrained,
+                untrained_config=self.config.untrained_config,
+            )
+        except Exception as error:  # a missing/corrupt model fails the transition, not the node
+            self._last_error = f"configure failed: {error}"
+            self._stats.error("model")
+            self.get_logger().error(self._last_error)
+            return TransitionCallbackReturn.FAILURE
+        self._apply_settings()
+        self._processor = FrameProcessor(self._backend)
+        self._model_description = self._backend.describe()
+        if getattr(self._backend, "untrained", False):
+            self.get_logger().warning(
+                "RUNNING AN UNTRAINED MODEL (allow_untrained:=true): outputs are meaningless"
+            )
+        self.get_logger().info(f"model loaded: {self._model_description} ({reason})")
+        self._persons_pub = self.create_lifecycle_publisher(
+            DensePersonArray, "densepose/persons", OUTPUT_QOS)
+        self._iuv_pub = self.create_lifecycle_publisher(Image, "densepose/iuv", OUTPUT_QOS)
+        self._debug_pub = self.create_lifecycle_publisher(
+            Image, "densepose/debug_image", OUTPUT_QOS)
+        self._points_pub = self.create_lifecycle_publisher(
+            PointCloud2, "densepose/surface_points", OUTPUT_QOS)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=self.config.qos_depth,
+            reliability=ReliabilityPolicy.BEST_EFFORT
+            if self.config.qos_reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+        )
+        if self.config.use_compressed:
+            topic = self.resolve_topic_name("image") + "/compressed"
+            self._input_subscriptions.append(
+                self.create_subscription(CompressedImage, topic, self._on_image, qos))
+        else:
+            self._input_subscriptions.append(
+                self.create_subscription(Image, "image", self._on_image, qos))
+        if self.config.use_depth:
+            self._input_subscriptions.append(
+                self.create_subscription(Image, "depth", self._on_depth, qos))
+            self._input_subscriptions.append(
+                self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+        self._slot.reopen()
+        self._running.set()
+        self._worker = threading.Thread(target=self._work, name="densepose-worker", daemon=True)
+        self._worker.start()
+        self._publishers_ready = True
+        self.get_logger().info(
+            f"active: listening on {self._input_subscriptions[0].topic_name} "
+            f"({self.config.qos_reliability}, depth {self.config.qos_depth})"
+        )
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for subscription in self._input_subscriptions:
+            self.destroy_subscription(subscription)
+        self._input_subscriptions.clear()
+        if self._backend is not None:
+            self._backend.release()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _unload(self) -> None:
+        for name in ("_persons_pub", "_iuv_pub", "_debug_pub", "_points_pub"):
+            publisher = getattr(self, name, None)
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+                setattr(self, name, None)
+        if self._backend is not None:
+            self._backend.close()
+        self._backend, self._processor = None, None
+        self._model_description = "not loaded"
+
+    def _stop_worker(self) -> None:
+        self._publishers_ready = False
+        self._running.clear()
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+        self._slot.clear()
+
+    # --- parameters ------------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        changes = {}
+        for param in params:
+            if param.name not in NodeConfig.runtime_names():
+                continue  # read-only ones are rejected by rclpy itself
+            try:
+                value = param.value
+                if isinstance(getattr(self.config, param.name), float):
+                    value = float(value)
+                check_value(param.name, value)
+            except (ValueError, TypeError) as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            changes[param.name] = value
+        if changes:
+            self.config = self.config.replace(**changes)
+            self._settings_changed.set()
+        return SetParametersResult(successful=True)
+
+    def _apply_settings(self) -> None:
+        """Hand the detection settings to the backend (on the worker, between frames)."""
+        self._settings_changed.clear()
+        cfg = self.config
+        self._backend.configure(InferenceSettings(
+            score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold,
+            max_detections=cfg.max_persons,
+            resize_shortest_edge={0: None, -1: 0}.get(
+                cfg.resize_shortest_edge, cfg.resize_shortest_edge),
+            resize_max_size=cfg.resize_max_size or None,
+        ))
+
+    # --- input -----------------------------------------------------------------------------
+    def _on_image(self, msg) -> None:
+        # Runs on the executor: only hand over, never decode or infer here.
+        self._stats.frame_in()
+        self._slot.put(_Frame(msg=msg, received=time.monotonic()))
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._depth_lock:
+            self._latest_depth = msg
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            intrinsics = CameraIntrinsics.from_k(msg.k, msg.width, msg.height)
+        except ValueError as error:
+            self._report("camera_info", str(error))
+            return
+        with self._depth_lock:
+            self._intrinsics = intrinsics
+
+    def _report(self, kind: str, text: str) -> None:
+        """Count a bad frame and log it, at most once per LOG_THROTTLE_S for each kind."""
+        self._stats.error(kind)
+        self._last_error = f"{kind}: {text}"
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -LOG_THROTTLE_S) >= LOG_THROTTLE_S:
+            self._last_log[kind] = now
+            self.get_logger().warning(text)
+
+    def _decode(self, msg) -> np.ndarray:
+        if isinstance(msg, CompressedImage):
+            return image_codec.decode_compressed(
+                msg.format, msg.data, max_pixels=self.config.max_image_pixels)
+        return image_codec.decode_image(
+            msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data,
+            max_pixels=self.config.max_image_pixels,
+        )
+
+    def _depth_for(self, header) -> tuple[np.ndarray | None, CameraIntrinsics | None]:
+        with self._depth_lock:
+            depth_msg, intrinsics = self._latest_depth, self._intrinsics
+        if depth_msg is None or intrinsics is None:
+            return None, None
+        stamp = lambda h: h.stamp.sec + h.stamp.nanosec * 1e-9  # noqa: E731
+        if abs(stamp(depth_msg.header) - stamp(header)) > self.config.depth_max_age:
+            return None, None
+        try:
+            depth = image_codec.decode_depth(
+                depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step,
+                bool(depth_msg.is_bigendian), depth_msg.data,
+                max_pixels=self.config.max_image_pixels,
+            )
+        except image_codec.ImageDecodeError as error:
+            self._report(f"depth_{error.kind}", f"depth frame skipped: {error}")
+            return None, None
+        return depth, intrinsics
+
+    # --- worker ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while self._running.is_set():
+            frame = self._slot.take(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except image_codec.ImageDecodeError as error:
+                self._report(error.kind, f"frame skipped: {error}")
+            except Exception as error:  # keep the node alive whatever one frame does
+                self._report("inference", f"frame skipped: {type(error).__name__}: {error}")
+
+    def _process(self, frame: _Frame) -> None:
+        if self._settings_changed.is_set():
+            self._apply_settings()
+        image = self._decode(frame.msg)
+        cfg = self.config
+        depth, intrinsics = self._depth_for(frame.msg.header) if cfg.use_depth else (None, None)
+        want_overlay = cfg.publish_debug_image and self._debug_pub.get_subscription_count() > 0
+        outputs = self._processor.process(
+            image, correspondence_stride=cfg.correspondence_stride,
+            chart_max_size=cfg.chart_max_size, want_iuv=cfg.publish_iuv,
+            want_overlay=want_overlay, depth_m=depth, intrinsics=intrinsics,
+        )
+        if not self._publishers_ready:
+            return  # deactivated while this frame was in flight
+        header = frame.msg.header
+        if cfg.publish_persons:
+            self._persons_pub.publish(persons_message(outputs, header))
+        if outputs.iuv is not None:
+            # 8UC3 with channels (I, U*255, V*255): a data image, not colour.
+            self._iuv_pub.publish(image_message(outputs.iuv, "8UC3", header))
+        if outputs.overlay is not None:
+            self._debug_pub.publish(image_message(outputs.overlay, "bgr8", header))
+        if cfg.use_depth and cfg.publish_surface_points and depth is not None:
+            self._points_pub.publish(surface_points_message(outputs, header))
+        now_ros = self.get_clock().now().nanoseconds * 1e-9
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        self._stats.frame_out(
+            stamp_latency=now_ros - stamp, receive_latency=time.monotonic() - frame.received,
+            inference=outputs.timings.get("inference", 0.0),
+        )
+
+    # --- diagnostics -----------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        summary = self._stats.summary()
+        status = DiagnosticStatus()
+        status.name = f"{self.get_name()}: DensePose"
+        status.hardware_id = self._model_description
+        errors = dict(self._stats.errors)
+        if self._processor is None:
+            status.level, status.message = DiagnosticStatus.ERROR, (
+                self._last_error or "model not loaded")
+        elif errors:
+            status.level, status.message = DiagnosticStatus.WARN, self._last_error
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        values = {
+            "state": self._state_machine.current_state[1],
+            "backend": self._model_description,
+            "dropped_frames": self._slot.dropped,
+            **summary,
+            **{f"errors.{kind}": count for kind, count in sorted(errors.items())},
+        }
+        status.values = [KeyValue(key=k, value=f"{v:.4f}" if isinstance(v, float) else str(v))
+                         for k, v in values.items()]
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [status]
+        self._diagnostics_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = DensePoseNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
