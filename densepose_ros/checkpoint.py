@@ -26,6 +26,8 @@ from densepose_ros.modeling.model import build_model
 
 FORMAT_NAME = "densepose_ros"
 FORMAT_VERSION = 1
+# BatchNorm's training-step counter: carries no weights, detectron2 files may lack it.
+_COUNTER_SUFFIX = "num_batches_tracked"
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig,
@@ -150,8 +152,10 @@ def import_detectron2(path: str | os.PathLike, config_name: str) -> dict[str, to
     cfg = get_config(config_name)
     path = Path(path)
     raw = _load_detectron2_file(path)
-    raw = {k: v for k, v in raw.items() if not k.endswith("num_batches_tracked")}
-    expected = build_model(cfg).state_dict()
+    counters = {k: v for k, v in raw.items() if k.endswith(_COUNTER_SUFFIX)}
+    raw = {k: v for k, v in raw.items() if k not in counters}
+    expected_all = build_model(cfg).state_dict()
+    expected = {k: v for k, v in expected_all.items() if not k.endswith(_COUNTER_SUFFIX)}
     check_state_dict(expected, raw, f"{path} (config {cfg.name})")
     state = {}
     for key, value in raw.items():
@@ -159,4 +163,6 @@ def import_detectron2(path: str | os.PathLike, config_name: str) -> dict[str, to
         if not torch.is_floating_point(tensor):
             raise ValueError(f"{path}: {key} has non-float dtype {tensor.dtype}")
         state[key] = tensor.to(expected[key].dtype).contiguous()
+    for key in expected_all.keys() - expected.keys():  # trainable BN of our own configs
+        state[key] = torch.as_tensor(np.asarray(counters.get(key, 0)), dtype=torch.int64)
     return state

@@ -21,17 +21,22 @@ class DensePosePredictor:
     ``score_threshold``, ``nms_threshold``, ``max_detections`` and ``resize`` may be changed
     between calls. With ``fold_norms`` (default) the model's frozen norms are merged into its
     convolutions in place: faster, same results, but that model can no longer be saved.
+    ``channels_last`` (default) stores weights and activations NHWC, the layout oneDNN's CPU
+    convolutions and cuDNN's tensor cores run fastest on; results are unchanged up to float
+    rounding.
     """
 
     def __init__(self, model: nn.Module, cfg: ModelConfig, device: str | torch.device = "cpu",
                  score_threshold: float | None = None, nms_threshold: float | None = None,
                  max_detections: int | None = None, resize: bool = True,
-                 fold_norms: bool = True):
+                 fold_norms: bool = True, channels_last: bool = True):
         self.device = torch.device(device)
         self.cfg = cfg
         self.model = model.to(self.device).eval()
         if fold_norms and not getattr(self.model, "norms_folded", False):
             self.model.fold_norms()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.score_threshold = cfg.box_head.score_threshold if score_threshold is None \
             else score_threshold
         self.nms_threshold = cfg.box_head.nms_threshold if nms_threshold is None \
@@ -111,8 +116,10 @@ class DensePosePredictor:
 
     # -- internals ----------------------------------------------------------------------------
     def _prepare(self, image: np.ndarray, color_order: str) -> PreparedImage:
-        return preprocess_image(image, self.cfg.input, color_order=color_order,
-                                resize=self.resize, device=self.device)
+        prepared = preprocess_image(image, self.cfg.input, color_order=color_order,
+                                    resize=self.resize, device=self.device)
+        prepared.tensor = prepared.tensor.contiguous(memory_format=self.memory_format)
+        return prepared
 
     def _densepose(self, features, boxes: torch.Tensor) -> DensePoseChartOutput:
         if boxes.shape[0] == 0:  # convolutions on an empty batch are not supported everywhere

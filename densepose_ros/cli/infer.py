@@ -1,0 +1,174 @@
+"""``densepose infer``: run DensePose on images, folders and videos.
+
+    densepose infer photo.jpg frames/ clip.mp4 --weights r50.pth --out results/
+
+For each image ``NAME`` it writes ``NAME_overlay.png`` (parts coloured over the image, boxes,
+scores), ``NAME_iuv.png`` (I, U*255, V*255 as the B, G, R bytes of the PNG, i.e. channel 0 = I
+when read back with OpenCV) and ``NAME.json``. For each video it writes ``NAME_overlay.mp4``
+and ``NAME.json`` with one entry per frame. Boxes are in source-image pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path,
+                        help="images, folders of images, or videos")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="weights file (our format); default: the bundled default model")
+    parser.add_argument("--out", type=Path, default=Path("densepose_output"),
+                        help="output folder (created)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="minimum detection score (default: the model's test setting)")
+    parser.add_argument("--resize", default="default",
+                        help="'default' (the model's shortest-edge resize), 'none' (run at "
+                             "the image's own size)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _collect(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    images, videos = [], []
+    for path in paths:
+        if path.is_dir():
+            images += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            videos.append(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(path)
+        else:
+            raise ValueError(f"{path}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                             f"or video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return images, videos
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, index = path.stem, 1
+    while stem in used:
+        index += 1
+        stem = f"{path.stem}_{index}"
+    used.add(stem)
+    return stem
+
+
+def persons_json(result, persons) -> list[dict]:
+    """JSON-ready persons: box (source pixels), score, foreground pixels and charts seen."""
+    out = []
+    for box, person in zip(result.boxes.tolist(), persons, strict=True):
+        present = np.unique(person.labels)
+        out.append({
+            "box": [round(float(c), 2) for c in box],
+            "score": round(person.score, 4),
+            "foreground_pixels": int(np.count_nonzero(person.labels)),
+            "charts": [int(c) for c in present if c > 0],
+        })
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from densepose_ros.paths import default_model_path
+    from densepose_ros.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
+    from densepose_ros.predictor import DensePosePredictor
+
+    if args.resize not in ("default", "none"):
+        print(f"densepose infer: error: --resize must be 'default' or 'none', got "
+              f"{args.resize!r}", file=sys.stderr)
+        return 2
+    weights = args.weights or default_model_path()
+    if weights is None:
+        print("densepose infer: error: no --weights given and no default model is installed "
+              "yet; convert model-zoo weights with `densepose import-d2` and pass --weights",
+              file=sys.stderr)
+        return 2
+    try:
+        images, videos = _collect(args.paths)
+        overrides = {"resize": args.resize != "none"}
+        if args.score_threshold is not None:
+            overrides["score_threshold"] = args.score_threshold
+        predictor = DensePosePredictor.from_weights(weights, device=args.device, **overrides)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"densepose infer: error: {error}", file=sys.stderr)
+        return 1
+    if not images and not videos:
+        print("densepose infer: error: no images or videos found", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    failures = 0
+
+    def process(frame: np.ndarray):
+        result = predictor(frame, color_order="BGR")
+        persons = person_iuv_charts(result)
+        return result, persons
+
+    for path in tqdm(images, desc="images", unit="img", disable=args.no_progress):
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            print(f"densepose infer: cannot read image {path}", file=sys.stderr)
+            failures += 1
+            continue
+        result, persons = process(frame)
+        stem = _unique_stem(path, used)
+        cv2.imwrite(str(args.out / f"{stem}_overlay.png"),
+                    draw_overlay(frame, result, persons=persons))
+        cv2.imwrite(str(args.out / f"{stem}_iuv.png"), full_frame_iuv(result, persons))
+        record = {"image": str(path), "width": frame.shape[1], "height": frame.shape[0],
+                  "persons": persons_json(result, persons)}
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+
+    for path in videos:
+        failures += _process_video(path, args, used, process, draw_overlay)
+    print(f"wrote results for {len(images)} image(s) and {len(videos)} video(s) to {args.out}")
+    return 1 if failures else 0
+
+
+def _process_video(path: Path, args, used: set[str], process, draw_overlay) -> int:
+    from tqdm import tqdm
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        print(f"densepose infer: cannot open video {path}", file=sys.stderr)
+        return 1
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    stem = _unique_stem(path, used)
+    writer = None
+    frames: list[dict] = []
+    size: dict[str, int] = {}
+    try:
+        with tqdm(total=total, desc=path.name, unit="frame", disable=args.no_progress) as bar:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                result, persons = process(frame)
+                if writer is None:
+                    size = {"width": frame.shape[1], "height": frame.shape[0]}
+                    writer = cv2.VideoWriter(str(args.out / f"{stem}_overlay.mp4"),
+                                             cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (frame.shape[1], frame.shape[0]))
+                writer.write(draw_overlay(frame, result, persons=persons))
+                frames.append({"frame": len(frames), "persons": persons_json(result, persons)})
+                bar.update(1)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    record = {"video": str(path), **size, "fps": fps, "frames": frames}
+    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+    return 0
