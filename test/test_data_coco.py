@@ -67,6 +67,8 @@ def test_parse_fields_and_part_masks():
     (lambda d: d["annotations"][0]["dp_V"].append(0.5), "differ in length"),
     (lambda d: d["annotations"][0].__setitem__("dp_I", [0, 25]), "dp_I must be in 1..24"),
     (lambda d: d["annotations"][0].__setitem__("image_id", 9), "image_id 9 is not in"),
+    (lambda d: d["images"][0].update(ignore_regions_x=[[1, 2, 3]], ignore_regions_y=[[1, 2]]),
+     "ignore_regions_x and ignore_regions_y differ"),
 ])
 def test_malformed_files_are_reported(tmp_path, mutate, message):
     data = coco_file([(1, 100, 100)], [person_annotation(1, 1, [0, 0, 10, 10], POINTS)])

@@ -187,3 +187,19 @@ def test_box_ap_agrees_with_pycocotools():
                  stats[9], stats[10], stats[11]]
     np.testing.assert_allclose(ours, reference, atol=1e-6)
     assert 0 < box.AP < 100 and box.AP_by_area["large"] > 0  # a non-trivial case
+
+
+def test_ignore_regions_drop_persons_and_detections_inside_them():
+    inside = [120.0, 50.0, 40.0, 60.0]  # within the ignore region x 100..200
+    data = coco_file([(1, 200, 200)], [person_annotation(1, 1, BOX_A, POINTS),
+                                       person_annotation(2, 1, inside, POINTS)])
+    detections = [(BOX_A, 0.5, iuv_for(BOX_A, POINTS)),
+                  (inside, 0.9, iuv_for(inside, [], fill_part=5))]  # all foreground, wrong
+    without = _evaluate(data, [_prediction(1, detections)])
+    assert without.AP_GPS < 50.0  # a confident false positive and a missed person
+    data["images"][0]["ignore_regions_x"] = [[100, 200, 200, 100]]
+    data["images"][0]["ignore_regions_y"] = [[0, 0, 200, 200]]
+    report = _evaluate(data, [_prediction(1, detections)])
+    assert report.AP_GPS == pytest.approx(100.0)
+    assert report.num_dense_persons == 1
+    assert report.box_AP == without.box_AP  # box AP follows the COCO protocol (no regions)

@@ -107,6 +107,9 @@ class ImageRecord:
         file_name: path of the image relative to the images directory.
         height, width: image size in pixels.
         instances: the annotations of this image (only the kept categories).
+        ignore_regions: polygons (flat x0, y0, x1, y1, ... lists, image pixels) of regions
+            whose persons were not annotated (``ignore_regions_x``/``_y`` of PoseTrack-style
+            DensePose files); empty for COCO.
     """
 
     id: int
@@ -114,6 +117,16 @@ class ImageRecord:
     height: int
     width: int
     instances: list[InstanceAnnotation] = field(default_factory=list)
+    ignore_regions: list[list[float]] = field(default_factory=list)
+
+    def ignore_mask(self) -> np.ndarray | None:
+        """[height, width] uint8 union of the ignore regions, or None without any."""
+        if not self.ignore_regions:
+            return None
+        from pycocotools import mask as mask_utils
+
+        rles = mask_utils.frPyObjects(self.ignore_regions, self.height, self.width)
+        return mask_utils.decode(mask_utils.merge(rles)).astype(np.uint8)
 
 
 @dataclass
@@ -199,9 +212,15 @@ def parse_densepose_coco(data: dict, path: Path | str = "<memory>") -> DensePose
     for k, im in enumerate(raw_images):
         where = f"{path}: images[{k}]"
         image_id = int(_require(im, "id", where))
+        regions_x, regions_y = im.get("ignore_regions_x") or [], im.get("ignore_regions_y") or []
+        if len(regions_x) != len(regions_y) or any(
+                len(rx) != len(ry) for rx, ry in zip(regions_x, regions_y, strict=True)):
+            raise AnnotationError(f"{where}: ignore_regions_x and ignore_regions_y differ")
         images[image_id] = ImageRecord(
             id=image_id, file_name=str(_require(im, "file_name", where)),
-            height=int(_require(im, "height", where)), width=int(_require(im, "width", where)))
+            height=int(_require(im, "height", where)), width=int(_require(im, "width", where)),
+            ignore_regions=[[float(c) for xy in zip(rx, ry, strict=True) for c in xy]
+                            for rx, ry in zip(regions_x, regions_y, strict=True) if len(rx) >= 3])
     for k, ann in enumerate(raw_annotations):
         where = f"{path}: annotations[{k}] (id {ann.get('id', '?')})"
         category_id = int(ann.get("category_id", 1))

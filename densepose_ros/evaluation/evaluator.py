@@ -215,6 +215,32 @@ def _box_iou(dt_xyxy: np.ndarray, gt_xywh: np.ndarray, gt_crowd: np.ndarray) -> 
     return np.asarray(ious, dtype=np.float64).reshape(len(dt_xyxy), len(gt_xywh))
 
 
+# Ignore-region rules of the DensePose evaluator: an annotated person whose box lies mostly
+# in an ignore region is dropped, and so is a detection whose foreground nearly coincides
+# with the ignore region inside its box.
+IGNORE_BOX_FRACTION = 0.7
+IGNORE_MASK_IOU = 0.9
+
+
+def _box_mostly_ignored(bbox_xywh: np.ndarray, ignore: np.ndarray) -> bool:
+    x, y, w, h = (int(c) for c in bbox_xywh)
+    if w * h == 0:
+        return True
+    crop = ignore[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)]
+    return crop.sum() / (w * h) >= IGNORE_BOX_FRACTION
+
+
+def _detection_ignored(mask: np.ndarray, box: tuple[int, int, int, int],
+                       ignore: np.ndarray) -> bool:
+    x0, y0, x1, y1 = (max(int(c), 0) for c in box)
+    crop_ignore = ignore[y0:y1, x0:x1] > 0
+    if not crop_ignore.any():
+        return False
+    crop_mask = mask[y0:y1, x0:x1] > 0
+    union = np.logical_or(crop_mask, crop_ignore).sum()
+    return union > 0 and np.logical_and(crop_mask, crop_ignore).sum() / union >= IGNORE_MASK_IOU
+
+
 def _greedy_pairs(box_iou: np.ndarray, eligible: np.ndarray, min_iou: float) -> list[tuple]:
     """(detection, annotation) pairs: detections in score order take the free best box."""
     pairs, taken = [], np.zeros(box_iou.shape[1], bool)
@@ -263,15 +289,28 @@ class DensePoseEvaluator:
             self._box[name].append(cocoap.match_image(
                 box_input, self.box_thresholds, area_range, cfg.box_max_dets))
 
-        # Dense metrics use the top detections only.
+        # Dense metrics use the top detections only, and leave out ignore regions.
         keep = min(len(boxes), cfg.dense_max_dets)
         boxes, scores, persons = boxes[:keep], scores[:keep], persons[:keep]
         dt_area, box_iou = dt_area[:keep], box_iou[:keep]
+        dt_masks = [prediction_mask(p, image.height, image.width) for p in persons]
+        ignore = image.ignore_mask()
+        if ignore is not None:
+            gt_kept = np.array([not _box_mostly_ignored(g.bbox_xywh, ignore) for g in gts], bool)
+            dt_kept = np.array([not _detection_ignored(m, p.box, ignore)
+                                for m, p in zip(dt_masks, persons, strict=True)], bool)
+            gts = [g for g, k in zip(gts, gt_kept, strict=True) if k]
+            gt_crowd, gt_area = gt_crowd[gt_kept], gt_area[gt_kept]
+            dt_index = np.flatnonzero(dt_kept)
+            boxes, scores, dt_area = boxes[dt_index], scores[dt_index], dt_area[dt_index]
+            box_iou = box_iou[dt_index][:, gt_kept]
+            persons = [persons[k] for k in dt_index]
+            dt_masks = [dt_masks[k] for k in dt_index]
+            keep = len(dt_index)
         is_dense = np.array([(g.dense is not None and len(g.dense) > 0 and not g.is_crowd)
                              for g in gts], dtype=bool)
         self._counts["dense_persons"] += int(is_dense.sum())
         gt_masks = [annotation_mask(g, image.height, image.width) for g in gts]
-        dt_masks = [prediction_mask(p, image.height, image.width) for p in persons]
         mask_iou = mask_iou_matrix(dt_masks, gt_masks, gt_crowd)
 
         comparisons: dict[tuple[int, int], PointComparison] = {}
