@@ -189,7 +189,8 @@ def pose_bodies(samples: list[BodySample]) -> PosedBodies:
 
     model = load_anny()
     batch = len(samples)
-    names = sorted({n for s in samples for n in s.joint_angles_deg})
+    # anny needs at least one bone in the dict to infer the batch size.
+    names = sorted({n for s in samples for n in s.joint_angles_deg} | {"root"})
     pose = {}
     for name in names:
         rv = np.stack([_rotvec(name, s.joint_angles_deg.get(name, np.zeros(3))) for s in samples])

@@ -270,12 +270,65 @@ def _vertex_normals(cam_vertices: np.ndarray, faces: np.ndarray, incidence) -> n
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
+@dataclass(frozen=True)
+class PeopleLabels:
+    """Exact labels of people rasterised together (H x W image, M foreground pixels).
+
+    Attributes:
+        fragments: the raw z-buffer result (faces index the concatenated visible faces).
+        part, u, v, instance: (H, W) maps as in ``RenderedScene``.
+        foreground: (H, W) bool, any person. person: (M,) 0-based person per foreground
+            pixel (row-major order). local_face: (M,) index into the visible-face table.
+        bary: (M, 3) perspective-correct barycentrics. uv: (M, 2) interpolated (U, V).
+    """
+
+    fragments: object
+    part: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    instance: np.ndarray
+    foreground: np.ndarray
+    person: np.ndarray
+    local_face: np.ndarray
+    bary: np.ndarray
+    uv: np.ndarray
+
+
+def rasterize_people(cam_vertices: list[np.ndarray], camera: Camera, height: int,
+                     width: int) -> PeopleLabels:
+    """Rasterise posed template meshes given in camera coordinates ((V, 3) each) together,
+    so that people occlude each other exactly; inner surfaces are left out."""
+    tables = _mesh_tables()
+    faces, n_faces = tables["faces"], len(tables["faces"])
+    n_vertices = len(load_charts().rest_vertices)
+    if cam_vertices:
+        all_cam = np.concatenate(cam_vertices)
+        all_faces = np.concatenate([faces + k * n_vertices for k in range(len(cam_vertices))])
+        frags = rasterize(camera.project(all_cam), all_faces, height, width)
+    else:
+        frags = rasterize(np.zeros((0, 3)), np.zeros((0, 3), np.int32), height, width)
+    fg = frags.face >= 0
+    fid = frags.face[fg]
+    person, local = fid // n_faces, fid % n_faces
+    bary = frags.bary[fg]
+    uv = (tables["corner_uv"][local] * bary[..., None]).sum(1)
+    part = np.zeros((height, width), np.uint8)
+    u_map = np.zeros((height, width), np.float32)
+    v_map = np.zeros((height, width), np.float32)
+    instance = np.zeros((height, width), np.uint8)
+    part[fg] = tables["chart"][local]
+    u_map[fg], v_map[fg] = np.clip(uv[:, 0], 0, 1), np.clip(uv[:, 1], 0, 1)
+    instance[fg] = person + 1
+    return PeopleLabels(fragments=frags, part=part, u=u_map, v=v_map, instance=instance,
+                        foreground=fg, person=person, local_face=local, bary=bary, uv=uv)
+
+
 def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneConfig()):
     """Sample and render one scene; deterministic for an integer seed."""
     rng = np.random.default_rng(seed)
     h, w = config.height, config.width
     tables = _mesh_tables()
-    faces, n_faces = tables["faces"], len(tables["faces"])
+    faces = tables["faces"]
     hfov = np.deg2rad(rng.uniform(*config.hfov_deg))
     camera = Camera(
         focal=w / 2 / np.tan(hfov / 2), cx=w / 2, cy=h / 2,
@@ -295,33 +348,17 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
         shift = np.array([pos[0], pos[1], 0.0], dtype=np.float32)
         cam_vertices.append(camera.to_camera(bodies.vertices[k] @ rot.T + shift))
         keypoints_cam.append(camera.to_camera(bodies.keypoints[k] @ rot.T + shift))
-    n_vertices = len(load_charts().rest_vertices)
-    if positions:
-        all_cam = np.concatenate(cam_vertices)
-        all_faces = np.concatenate([faces + k * n_vertices for k in range(len(positions))])
-        frags = rasterize(camera.project(all_cam), all_faces, h, w)
-    else:
-        frags = rasterize(np.zeros((0, 3)), np.zeros((0, 3), np.int32), h, w)
-
-    fg = frags.face >= 0
-    fid = frags.face[fg]
-    person, local = fid // n_faces, fid % n_faces
-    bary = frags.bary[fg]
-    uv = (tables["corner_uv"][local] * bary[..., None]).sum(1)
-    part = np.zeros((h, w), np.uint8)
-    u_map = np.zeros((h, w), np.float32)
-    v_map = np.zeros((h, w), np.float32)
-    instance = np.zeros((h, w), np.uint8)
-    part[fg] = tables["chart"][local]
-    u_map[fg], v_map[fg] = np.clip(uv[:, 0], 0, 1), np.clip(uv[:, 1], 0, 1)
-    instance[fg] = person + 1
+    labels = rasterize_people(cam_vertices, camera, h, w)
+    frags, fg, person, local, bary, uv = (labels.fragments, labels.foreground, labels.person,
+                                          labels.local_face, labels.bary, labels.uv)
+    part, u_map, v_map, instance = labels.part, labels.u, labels.v, labels.instance
 
     image = _background(rng, config)
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-1.2, -0.2), rng.uniform(-1.0, -0.3)])
     light /= np.linalg.norm(light)
     ambient = rng.uniform(0.3, 0.6)
     ys, xs = np.nonzero(fg)
-    shaded = np.zeros((len(fid), 3), np.float32)
+    shaded = np.zeros((len(person), 3), np.float32)
     for k in range(len(positions)):
         sel = person == k
         if not sel.any():
