@@ -203,3 +203,24 @@ def test_ignore_regions_drop_persons_and_detections_inside_them():
     assert report.AP_GPS == pytest.approx(100.0)
     assert report.num_dense_persons == 1
     assert report.box_AP == without.box_AP  # box AP follows the COCO protocol (no regions)
+
+
+def test_detections_on_images_without_persons_are_false_positives():
+    data = coco_file([(1, 200, 200), (2, 200, 200)], [person_annotation(1, 1, BOX_A, POINTS)])
+    report = _evaluate(data, [_prediction(1, [(BOX_A, 0.9, iuv_for(BOX_A, POINTS))]),
+                              _prediction(2, [(BOX_A, 0.95, iuv_for(BOX_A, POINTS))])])
+    # Rank 1 a false positive, rank 2 the only person: precision 0.5 at every recall.
+    assert report.box_AP == pytest.approx(50.0)
+    assert report.AP_GPS == pytest.approx(50.0)
+
+
+def test_without_a_surface_metric_box_and_point_metrics_remain():
+    data = coco_file([(1, 200, 200)], [person_annotation(1, 1, BOX_A, POINTS)])
+    annotations = parse_densepose_coco(data)
+    report = evaluate(annotations, [_prediction(1, [(BOX_A, 0.9, iuv_for(BOX_A, HALF_RIGHT))])],
+                      None, progress=False)
+    assert report.AP_GPS is None and report.gps is None
+    assert report.box_AP == pytest.approx(100.0)
+    assert report.diagnostics.point_accuracy == pytest.approx(50.0)
+    assert report.diagnostics.mean_gps is None
+    assert "no surface metric" in format_report(report)

@@ -72,7 +72,9 @@ def match_image(inp: ImageEvalInput, thresholds_: np.ndarray, area_range: tuple[
 
     ``dense_rules`` adds the DensePose protocol's two rules: an image whose ground truth is
     all ignored has all its detections ignored, and a detection left unmatched whose best
-    box IoU (>= 0.8) is with an ignored, unmatched ground truth is ignored.
+    box IoU (>= 0.8) is with an ignored, unmatched ground truth is ignored. (Detections on
+    an image without any ground truth stay false positives, unlike detectron2, where the
+    first rule ignores them too.)
     """
     num_t = len(thresholds_)
     gt_ignore = (np.asarray(inp.gt_ignore, bool)
@@ -82,8 +84,8 @@ def match_image(inp: ImageEvalInput, thresholds_: np.ndarray, area_range: tuple[
     gt_crowd = np.asarray(inp.gt_crowd, bool)[gt_order]
     dt_order = np.argsort(-np.asarray(inp.scores, np.float64), kind="stable")[:max_dets]
     num_d, num_g = len(dt_order), len(gt_order)
-    similarity = np.asarray(inp.similarity, np.float64).reshape(-1, num_g)
-    similarity = similarity[dt_order][:, gt_order] if num_d and num_g else np.zeros((num_d, num_g))
+    shape = (len(inp.scores), num_g)
+    similarity = np.asarray(inp.similarity, np.float64).reshape(shape)[dt_order][:, gt_order]
     gt_taken = np.zeros((num_t, num_g), bool)
     matched = np.zeros((num_t, num_d), bool)
     ignored = np.zeros((num_t, num_d), bool)
@@ -107,7 +109,7 @@ def match_image(inp: ImageEvalInput, thresholds_: np.ndarray, area_range: tuple[
             ignored[t, d] = gt_ignore[best_g]
             gt_taken[t, best_g] = True
         if dense_rules and inp.box_iou is not None and num_g:
-            box_iou = np.asarray(inp.box_iou, np.float64)[dt_order][:, gt_order]
+            box_iou = np.asarray(inp.box_iou, np.float64).reshape(shape)[dt_order][:, gt_order]
             for d in np.flatnonzero(~matched[t]):
                 free = ~gt_taken[t] | gt_crowd
                 candidates = np.where(free, box_iou[d], -1.0)
