@@ -138,7 +138,7 @@ def image_seed(seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, index])
 
 
-def _render_one(args: tuple[int, WriterConfig, Path]) -> dict:
+def render_job(args: tuple[int, WriterConfig, Path]) -> dict:
     index, config, out_dir = args
     scene_seq, ann_seq = image_seed(config.seed, index).spawn(2)
     scene = render_scene(np.random.default_rng(scene_seq), config.scene)
@@ -160,7 +160,7 @@ def _render_one(args: tuple[int, WriterConfig, Path]) -> dict:
     return result
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)  # one process per core
@@ -184,14 +184,14 @@ def write_dataset(out_dir: Path, config: WriterConfig, progress: bool = True) ->
     results: list[dict] = []
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     if workers == 1:
-        _init_worker()
+        init_worker()
         for job in jobs:
-            results.append(_render_one(job))
+            results.append(render_job(job))
             bar.update()
     else:
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for result in pool.imap(_render_one, jobs, chunksize=1):
+        with ctx.Pool(workers, initializer=init_worker) as pool:
+            for result in pool.imap(render_job, jobs, chunksize=1):
                 results.append(result)
                 bar.update()
     bar.close()
