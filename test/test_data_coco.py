@@ -159,3 +159,29 @@ def test_images_default_to_the_synth_layout(tmp_path):
     dataset = DensePoseCocoDataset(DatasetSpec(path), train=False)
     assert dataset.images_dir == image_dir
     assert dataset.load(0).image.shape == (60, 80, 3)
+
+
+def test_two_sources_through_a_dataloader(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from densepose_ros.data.dataset import build_training_dataset
+
+    first = tmp_path / "a"
+    second = tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    path_a, dir_a = _write_dataset(first, [person_annotation(1, 1, [10, 20, 40, 30], POINTS)])
+    path_b, dir_b = _write_dataset(second, [person_annotation(1, 1, [5, 5, 20, 20], POINTS)])
+    augmentation = AugmentationConfig(min_sizes=(64,), max_size=200)
+    dataset = build_training_dataset(
+        [DatasetSpec(path_a, dir_a, ratio=1.0, name="a"),
+         DatasetSpec(path_b, dir_b, ratio=1.0, name="b")], augmentation, length=8, seed=3)
+    loader = DataLoader(dataset, batch_size=4, collate_fn=collate_samples)
+    batches = list(loader)
+    assert len(batches) == 2
+    sources = [s for batch in batches for s in batch.sources]
+    assert set(sources) == {"a", "b"}
+    for batch in batches:
+        assert batch.images.shape[0] == 4 and batch.images.shape[2] % 32 == 0
+        assert all(min(size) == 64 for size in batch.image_sizes)
+        assert all(t.point_part.shape[0] == len(POINTS) for t in batch.targets)
