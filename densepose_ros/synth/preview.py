@@ -28,7 +28,7 @@ def iuv_panels(scene: RenderedScene) -> np.ndarray:
     return np.concatenate(panels, axis=1)
 
 
-def write_preview(scenes: list[RenderedScene], path: Path, columns: int = 2) -> Path:
+def write_preview(scenes: list[RenderedScene], path: Path, columns: int = 1) -> Path:
     """Write a grid of ``iuv_panels`` rows (PNG) and return its path."""
     rows = [iuv_panels(s) for s in scenes]
     h, w = max(r.shape[0] for r in rows), max(r.shape[1] for r in rows)

@@ -21,9 +21,10 @@ from densepose_ros.synth.body import BodyConfig, pose_bodies, sample_body
 from densepose_ros.synth.charts import CHART_TO_COARSE, load_charts
 from densepose_ros.synth.raster import rasterize
 
-# OpenCV sample images showing no people (the others: people, text, diagrams, calibration).
+# OpenCV sample images showing no people (left out: people, text, diagrams, calibration
+# boards, aerial views).
 BACKGROUND_FILES = (
-    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "baboon.jpg", "board.jpg", "box_in_scene.png",
+    "aloeL.jpg", "baboon.jpg", "board.jpg", "box_in_scene.png",
     "building.jpg", "ela_original.jpg", "fruits.jpg", "home.jpg", "left.jpg", "leuvenA.jpg",
     "leuvenB.jpg", "orange.jpg", "rubberwhale1.png", "rubberwhale2.png", "smarties.png",
     "squirrel_cls.jpg", "stuff.jpg", "butterfly.jpg",
@@ -220,6 +221,23 @@ def _place_people(rng, config: SceneConfig, count: int, hfov: float) -> list[np.
     return placed
 
 
+def _contact_shadows(world_vertices: list[np.ndarray], camera: Camera, h: int, w: int):
+    """(H, W) float32 in [0, 1]: soft ground shadows under each person's legs and feet."""
+    mask = np.zeros((h, w), np.float32)
+    for verts in world_vertices:
+        ground = verts[verts[:, 2] < 0.4].copy()  # below the knees
+        ground[:, 2] = 0.0
+        cam = camera.to_camera(ground)
+        if len(cam) == 0 or (cam[:, 2] <= 0.1).any():
+            continue
+        pix = camera.project(cam)[:, :2]
+        hull = cv2.convexHull((pix * 16).astype(np.int32))  # 4 fractional bits
+        cv2.fillConvexPoly(mask, hull, 1.0, lineType=cv2.LINE_AA, shift=4)
+    if mask.any():
+        mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.006 * w))
+    return np.clip(mask, 0.0, 1.0)
+
+
 def _garment_pattern(rng, u, v):
     """Multiplicative pattern in [0.6, 1.1] of a garment over chart coordinates."""
     kind = rng.integers(4)
@@ -340,13 +358,14 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
     samples = [sample_body(rng, config.body) for _ in positions]
     bodies = pose_bodies(samples) if samples else None
 
-    cam_vertices, keypoints_cam = [], []
+    cam_vertices, keypoints_cam, world_vertices = [], [], []
     for k, pos in enumerate(positions):
         yaw = rng.uniform(0, 2 * np.pi)
         cy, sy = np.cos(yaw), np.sin(yaw)
         rot = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]], dtype=np.float32)
         shift = np.array([pos[0], pos[1], 0.0], dtype=np.float32)
-        cam_vertices.append(camera.to_camera(bodies.vertices[k] @ rot.T + shift))
+        world_vertices.append(bodies.vertices[k] @ rot.T + shift)
+        cam_vertices.append(camera.to_camera(world_vertices[-1]))
         keypoints_cam.append(camera.to_camera(bodies.keypoints[k] @ rot.T + shift))
     labels = rasterize_people(cam_vertices, camera, h, w)
     frags, fg, person, local, bary, uv = (labels.fragments, labels.foreground, labels.person,
@@ -354,6 +373,8 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
     part, u_map, v_map, instance = labels.part, labels.u, labels.v, labels.instance
 
     image = _background(rng, config)
+    shadow = _contact_shadows(world_vertices, camera, h, w)
+    image *= 1.0 - rng.uniform(0.3, 0.6) * shadow[..., None]
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-1.2, -0.2), rng.uniform(-1.0, -0.3)])
     light /= np.linalg.norm(light)
     ambient = rng.uniform(0.3, 0.6)
