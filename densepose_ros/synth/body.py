@@ -19,6 +19,7 @@ import numpy as np
 # shoulder abduction (arm up sideways) -y, shoulder flexion (arm forward) -x, elbow
 # flexion -x, spine forward bend +x.
 JOINT_LIMITS_DEG: dict[str, tuple[tuple[float, float], ...]] = {
+    "root": ((0, 70), (0, 0), (0, 0)),  # forward lean only; heading is set by the scene
     "upperleg01": ((-110, 35), (-40, 12), (-25, 25)),
     "lowerleg01": ((0, 135), (-5, 5), (-10, 10)),
     "foot": ((-30, 30), (-10, 10), (-15, 15)),
@@ -132,10 +133,12 @@ def _activity_angles(rng: np.random.Generator, activity: str) -> dict[str, np.nd
             a[f"upperarm01.{other}"][:2] = [_u(rng, -120, -40), _u(rng, -40, 30)]
             a[f"lowerarm01.{other}"][0] = _u(rng, -100, 0)
     elif activity == "crouching":
+        # Both legs alike (feet on the ground), small differences.
+        hip, knee = _u(rng, -105, -60), _u(rng, 70, 125)
         for side in "LR":
-            a[f"upperleg01.{side}"][0] = _u(rng, -105, -60)
+            a[f"upperleg01.{side}"][0] = hip + _u(rng, -6, 6)
             a[f"upperleg01.{side}"][1] = _u(rng, -25, 0)
-            a[f"lowerleg01.{side}"][0] = _u(rng, 70, 125)
+            a[f"lowerleg01.{side}"][0] = knee + _u(rng, -6, 6)
             a[f"upperarm01.{side}"][0] = _u(rng, -70, -10)
             a[f"lowerarm01.{side}"][0] = _u(rng, -70, -5)
         a["spine04"][0] = _u(rng, 10, 35)
@@ -144,10 +147,14 @@ def _activity_angles(rng: np.random.Generator, activity: str) -> dict[str, np.nd
             a[f"upperarm01.{side}"] = [_u(rng, -10, 20), _u(rng, 0, 25), _u(rng, -30, 10)]
             a[f"lowerarm01.{side}"][0] = _u(rng, -115, -70)
     elif activity == "bending":
-        a["spine04"][0] = _u(rng, 20, 40)
-        a["spine02"][0] = _u(rng, 15, 30)
+        # Tilt the whole body forward at the root and flex the hips back by as much, so
+        # the legs stay upright and the trunk leans over them.
+        tilt = _u(rng, 20, 60)
+        a["root"] = [tilt, 0.0, 0.0]
+        a["spine04"][0] = _u(rng, 5, 25)
+        a["spine02"][0] = _u(rng, 5, 20)
         for side in "LR":
-            a[f"upperleg01.{side}"][0] = _u(rng, -45, -15)
+            a[f"upperleg01.{side}"][0] = -tilt + _u(rng, -8, 4)
             a[f"upperarm01.{side}"][:2] = [_u(rng, -60, -10), _u(rng, 20, 40)]
             a[f"lowerarm01.{side}"][0] = _u(rng, -40, 0)
         a["neck01"][0] = _u(rng, -25, 0)  # look up a little

@@ -148,6 +148,7 @@ def _mesh_tables():
     hair = head & ((centroid[:, 2] > top - 0.075)
                    | ((centroid[:, 1] > head_centre_y + 0.015) & (centroid[:, 2] > top - 0.19)))
     n_v, n_f = len(rest), len(faces)
+    eye = _eye_labels(rest, faces)
     incidence = csr_matrix(
         (np.ones(3 * n_f, np.float32), (faces.reshape(-1), np.repeat(np.arange(n_f), 3))),
         shape=(n_v, n_f),
@@ -158,8 +159,34 @@ def _mesh_tables():
         "coarse": CHART_TO_COARSE[charts.face_chart[visible]].astype(np.uint8),
         "corner_uv": charts.corner_uv[visible].astype(np.float32),
         "hair": hair,
+        "eye": eye,
         "incidence": incidence,
     }
+
+
+def _eye_labels(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,) uint8 per visible face: 0 not an eye, 1 white of the eye, 2 iris/pupil.
+
+    The eyeballs are small separate mesh components; their front cap (within ~40 degrees
+    of straight ahead, -y) is the iris."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(rest)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    face_comp = comp[faces[:, 0]]
+    sizes = np.bincount(face_comp, minlength=comp.max() + 1)
+    labels = np.zeros(len(faces), np.uint8)
+    for c in np.flatnonzero((sizes > 0) & (sizes < 0.05 * len(faces))):
+        sel = np.flatnonzero(face_comp == c)
+        pts = rest[np.unique(faces[sel])]
+        centre = pts.mean(0)
+        direction = rest[faces[sel]].mean(1) - centre
+        cos = -direction[:, 1] / np.maximum(np.linalg.norm(direction, axis=1), 1e-12)
+        labels[sel] = np.where(cos > np.cos(np.deg2rad(40)), 2, 1)
+    return labels
 
 
 def background_files() -> list[Path]:
@@ -239,19 +266,24 @@ def _contact_shadows(world_vertices: list[np.ndarray], camera: Camera, h: int, w
 
 
 def _garment_pattern(rng, u, v):
-    """Multiplicative pattern in [0.6, 1.1] of a garment over chart coordinates."""
+    """Multiplicative pattern in about [0.75, 1.15] of a garment over chart coordinates:
+    plain, stripes or checks, times soft wrinkle-like shading bands."""
     kind = rng.integers(4)
     freq = rng.uniform(3, 12)
     if kind == 1:
-        return 0.85 + 0.2 * (np.sin(2 * np.pi * freq * (v if rng.random() < 0.5 else u)) > 0)
-    if kind == 2:
-        return 0.85 + 0.2 * ((np.sin(2 * np.pi * freq * u) * np.sin(2 * np.pi * freq * v)) > 0)
-    return np.ones_like(u) * (1.0 if kind == 0 else 0.95)
+        base = 0.85 + 0.2 * (np.sin(2 * np.pi * freq * (v if rng.random() < 0.5 else u)) > 0)
+    elif kind == 2:
+        base = 0.85 + 0.2 * ((np.sin(2 * np.pi * freq * u) * np.sin(2 * np.pi * freq * v)) > 0)
+    else:
+        base = np.ones_like(u) * (1.0 if kind == 0 else 0.95)
+    a, b, phase = rng.uniform(2, 9), rng.uniform(2, 9), rng.uniform(0, 2 * np.pi)
+    return base * (1.0 + 0.06 * np.sin(a * 2 * np.pi * u + b * 2 * np.pi * v + phase)
+                   * np.sin(b * 3.0 * v + phase))
 
 
-def _albedo(rng, coarse, u, v, hair, config) -> np.ndarray:
-    """(N, 3) float32 base colour of one person's pixels, from part, (U, V) and hair flag."""
-    del config
+def _albedo(rng, coarse, u, v, hair, eye) -> np.ndarray:
+    """(N, 3) float32 base colour of one person's pixels, from part, (U, V), hair and eye
+    flags."""
     k = rng.uniform(0, len(SKIN_TONES) - 1)
     i = int(k)
     skin = SKIN_TONES[i] * (1 - (k - i)) + SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)] * (k - i)
@@ -265,12 +297,15 @@ def _albedo(rng, coarse, u, v, hair, config) -> np.ndarray:
         color[mask] = c * _garment_pattern(rng, u[mask], v[mask])[:, None]
 
     sleeve = rng.choice(3, p=[0.2, 0.45, 0.35])  # none, short, long
-    top = coarse == TORSO
+    # Torso V runs from the crotch (0) to the neck (1): trousers reach the waist.
+    waist = rng.uniform(0.26, 0.36)
+    top = (coarse == TORSO) & (v >= waist)
     top |= np.isin(coarse, UPPER_ARMS) & (v < (0.0, rng.uniform(0.3, 0.8), 1.01)[sleeve])
     top |= np.isin(coarse, LOWER_ARMS) & (sleeve == 2) & (v < rng.uniform(0.8, 0.98))
     garment(top)
     long_pants = rng.random() < 0.65
     legs = np.isin(coarse, UPPER_LEGS) & (v < (1.01 if long_pants else rng.uniform(0.35, 0.8)))
+    legs |= (coarse == TORSO) & (v < waist)
     legs |= np.isin(coarse, LOWER_LEGS) & long_pants & (v < rng.uniform(0.9, 1.01))
     garment(legs)
     if rng.random() < 0.85:
@@ -278,6 +313,8 @@ def _albedo(rng, coarse, u, v, hair, config) -> np.ndarray:
         color[np.isin(coarse, FEET)] = shoe
     if rng.random() < 0.85:
         color[hair] = HAIR_COLORS[int(rng.integers(len(HAIR_COLORS)))] * rng.uniform(0.8, 1.2)
+    color[eye == 1] = (235, 230, 225)
+    color[eye == 2] = rng.uniform(20, 110) * np.array([1.0, 0.85, 0.6], np.float32)
     return color
 
 
@@ -386,7 +423,7 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
             continue
         loc = local[sel]
         color = _albedo(rng, tables["coarse"][loc], uv[sel, 0], uv[sel, 1],
-                        tables["hair"][loc], config)
+                        tables["hair"][loc], tables["eye"][loc])
         normals = _vertex_normals(cam_vertices[k], faces, tables["incidence"])
         n = (normals[faces[loc]] * bary[sel][..., None]).sum(1)
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
@@ -394,8 +431,16 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
                          (ys[sel] + 0.5 - camera.cy) / camera.focal, np.ones(sel.sum())], 1)
         n[(n * view).sum(1) > 0] *= -1  # face the camera
         lambert = np.clip(n @ light, 0, None)
-        shaded[sel] = color * (ambient + (1 - ambient) * lambert)[:, None]
+        # Blinn-Phong highlight: half vector between the light and the way to the camera.
+        half = light - view / np.linalg.norm(view, axis=1, keepdims=True)
+        half /= np.linalg.norm(half, axis=1, keepdims=True)
+        specular = rng.uniform(0.0, 60.0) * np.clip((n * half).sum(1), 0, None) ** 24
+        shaded[sel] = color * (ambient + (1 - ambient) * lambert)[:, None] + specular[:, None]
     image[fg] = shaded
+    # Soften the aliased silhouettes: blur a one-pixel band around them.
+    band = cv2.dilate(fg.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~cv2.erode(
+        fg.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    image[band] = cv2.GaussianBlur(image, (0, 0), 0.7)[band]
     sigma = rng.uniform(*config.blur_sigma_px)
     if sigma > 0.3:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
