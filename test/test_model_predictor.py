@@ -137,3 +137,17 @@ def test_from_weights_gives_the_same_results(light_weights, predictor, small_ima
     got = loaded(small_image)
     keep = expected.scores > 0.3
     torch.testing.assert_close(got.boxes, expected.boxes[keep], atol=1e-3, rtol=1e-4)
+
+
+def test_bf16_precision_keeps_float32_outputs(light_model, small_image):  # noqa: F811
+    import copy
+
+    model, cfg = light_model
+    with pytest.raises(ValueError, match="precision"):
+        DensePosePredictor(copy.deepcopy(model), cfg, precision="fp8")
+    predictor = DensePosePredictor(copy.deepcopy(model), cfg, precision="bf16")
+    result = predictor(small_image)
+    assert result.boxes.dtype == torch.float32 and result.scores.dtype == torch.float32
+    assert result.charts.u.dtype == torch.float32
+    assert (result.boxes[:, 2] <= 320).all() and (result.boxes[:, 3] <= 240).all()
+    assert len(result) > 0

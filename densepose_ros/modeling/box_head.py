@@ -41,7 +41,8 @@ class BoxPredictor(nn.Module):
         self.bbox_pred = nn.Linear(fc_dim, 4 * num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cls_score(x), self.bbox_pred(x)
+        # float32 for scores and decoding even when the layers ran in reduced precision
+        return self.cls_score(x).float(), self.bbox_pred(x).float()
 
 
 class BoxStage(nn.Module):

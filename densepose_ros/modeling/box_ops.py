@@ -93,7 +93,7 @@ class MultiLevelRoIAlign(nn.Module):
                              self.aligned)
         levels = assign_fpn_levels(rois[:, 1:], self.min_level, self.max_level)
         channels = features[0].shape[1]
-        output = rois.new_zeros((rois.shape[0], channels, *size))
+        output = features[0].new_zeros((rois.shape[0], channels, *size))
         for index, (feature, scale) in enumerate(zip(features, self.scales, strict=True)):
             chosen = torch.nonzero(levels == index).squeeze(1)
             output[chosen] = roi_align(feature, rois[chosen], size, scale, self.sampling_ratio,

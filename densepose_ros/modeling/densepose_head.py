@@ -98,7 +98,8 @@ class ChartPredictor(nn.Module):
         self.upscale = cfg.upscale
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=float(self.upscale), mode="bilinear",
+        # float32 outputs even when the layers ran in reduced precision
+        return F.interpolate(x.float(), scale_factor=float(self.upscale), mode="bilinear",
                              align_corners=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

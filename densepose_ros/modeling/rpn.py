@@ -52,7 +52,8 @@ class RPNHead(nn.Module):
         n, a, h, w = logits.shape
         logits = logits.permute(0, 2, 3, 1).reshape(n, -1)
         deltas = deltas.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
-        return logits, deltas
+        # float32 for decoding even when the convolutions ran in reduced precision
+        return logits.float(), deltas.float()
 
 
 class RPN(nn.Module):
