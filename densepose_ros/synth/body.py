@@ -1,7 +1,7 @@
 """Posed and shaped Anny bodies: pose and phenotype sampling, skinning, COCO keypoints.
 
 Poses are sampled per everyday activity (standing, walking, reaching/waving, crouching,
-hands on hips, bending over) and then clipped to per-joint limits. Rotations are given
+hands on hips, bending over, sitting on the ground) and then clipped to per-joint limits. Rotations are given
 in anny's ``local-ref`` parameterisation: each bone's delta rotation is expressed in
 world-aligned axes (x = body's left, y = backwards, z = up). Angles are written for the
 body's left side; the right side uses the mirrored rotation (x, -y, -z rotation vector).
@@ -32,7 +32,8 @@ JOINT_LIMITS_DEG: dict[str, tuple[tuple[float, float], ...]] = {
     "head": ((-20, 25), (-15, 15), (-30, 30)),
 }
 SIDED_JOINTS = ("upperleg01", "lowerleg01", "foot", "upperarm01", "lowerarm01", "wrist")
-ACTIVITIES = ("standing", "walking", "reaching", "crouching", "hands_on_hips", "bending")
+ACTIVITIES = ("standing", "walking", "reaching", "crouching", "hands_on_hips", "bending",
+              "sitting_on_ground")
 NUM_COCO_KEYPOINTS = 17
 
 
@@ -45,7 +46,7 @@ class BodyConfig:
         age anchors: 1/3 child, 2/3 young adult, 1 old).
     """
 
-    activity_weights: tuple[float, ...] = (0.25, 0.25, 0.2, 0.1, 0.1, 0.1)
+    activity_weights: tuple[float, ...] = (0.23, 0.23, 0.18, 0.1, 0.09, 0.09, 0.08)
     child_fraction: float = 0.12
     pose_jitter_deg: float = 6.0
 
@@ -158,6 +159,16 @@ def _activity_angles(rng: np.random.Generator, activity: str) -> dict[str, np.nd
             a[f"upperarm01.{side}"][:2] = [_u(rng, -60, -10), _u(rng, 20, 40)]
             a[f"lowerarm01.{side}"][0] = _u(rng, -40, 0)
         a["neck01"][0] = _u(rng, -25, 0)  # look up a little
+    elif activity == "sitting_on_ground":
+        # Knees up, feet flat near the seat; the body is lowered until its lowest point
+        # (the buttocks or heels) touches the ground.
+        hip, knee = _u(rng, -100, -70), _u(rng, 80, 130)
+        for side in "LR":
+            a[f"upperleg01.{side}"] = [hip + _u(rng, -8, 8), _u(rng, -30, -5), _u(rng, -15, 5)]
+            a[f"lowerleg01.{side}"][0] = knee + _u(rng, -10, 10)
+            a[f"upperarm01.{side}"][:2] = [_u(rng, -60, 10), _u(rng, 10, 40)]
+            a[f"lowerarm01.{side}"][0] = _u(rng, -70, -5)
+        a["spine04"][0] = _u(rng, 0, 25)
     return {k: np.asarray(v, dtype=np.float64) for k, v in a.items()}
 
 
