@@ -1,8 +1,9 @@
 """Posed and shaped Anny bodies: pose and phenotype sampling, skinning, COCO keypoints.
 
 Poses are sampled per everyday activity (standing, walking, reaching/waving, crouching,
-hands on hips, bending over, sitting on the ground) and then clipped to per-joint limits. Rotations are given
-in anny's ``local-ref`` parameterisation: each bone's delta rotation is expressed in
+hands on hips, bending over, sitting on the ground) and then clipped to per-joint limits.
+Rotations are given in anny's ``local-ref`` parameterisation: each bone's delta rotation is
+expressed in
 world-aligned axes (x = body's left, y = backwards, z = up). Angles are written for the
 body's left side; the right side uses the mirrored rotation (x, -y, -z rotation vector).
 """
