@@ -84,3 +84,23 @@ def test_locate_recovers_a_surface_point_from_its_uv(geo):
     found = geo.locate(charts.face_chart[faces], uv[:, 0], uv[:, 1])
     # Same sample, or one within a couple of centimetres (samples sharing a UV spot).
     assert (geo.distance(found, chosen) < 0.03).mean() > 0.97
+
+
+def test_graph_geodesics_match_great_circles_on_a_sphere():
+    # The distance graph (mesh edges + unfolded cross-edge paths) on an icosphere against
+    # the exact great-circle distances of the unit sphere.
+    import trimesh
+    from scipy.sparse.csgraph import dijkstra
+
+    from densepose_ros.synth.geodesic import _edge_graph
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    vertices, faces = np.asarray(sphere.vertices), np.asarray(sphere.faces)
+    sources = np.arange(0, len(vertices), 97)
+    graph_d = dijkstra(_edge_graph(vertices, faces), directed=False, indices=sources)
+    exact = np.arccos(np.clip(vertices[sources] @ vertices.T, -1.0, 1.0))
+    far = exact > 0.3
+    ratio = graph_d[far] / exact[far]
+    assert np.median(ratio) < 1.03
+    assert ratio.max() < 1.08
+    assert ratio.min() > 0.99  # the inscribed mesh is barely shorter than the sphere

@@ -18,6 +18,9 @@ from densepose_ros.synth.charts import CHART_TO_COARSE
 from densepose_ros.synth.scene import SceneConfig
 from densepose_ros.synth.writer import WriterConfig, write_dataset
 
+# pycocotools' RLE decoding warns under numpy 2 (its own code, harmless here).
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 # Close, fairly large people so every check has pixels to work on; small images stay fast.
 SCENE = dataclasses.replace(SceneConfig(), width=240, height=180, persons=(2, 3),
                             distance_m=(2.5, 4.0))

@@ -84,9 +84,13 @@ def _edge_graph(vertices: np.ndarray, faces: np.ndarray):
     cols.append(c[j][crosses])
     lengths.append(np.hypot(cx - dx, cy - dy)[crosses])
     r, cc, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(lengths)
-    graph = coo_matrix((np.r_[w, w], (np.r_[r, cc], np.r_[cc, r])), shape=(n, n)).tocsr()
-    graph.sum_duplicates()
-    return graph
+    r, cc, w = np.r_[r, cc], np.r_[cc, r], np.r_[w, w]
+    # Each mesh edge is listed once per adjacent triangle and direction: keep one copy
+    # (the shortest), since sparse matrices would add duplicates up.
+    key = r * n + cc
+    order = np.lexsort((w, key))
+    first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+    return coo_matrix((w[first], (r[first], cc[first])), shape=(n, n)).tocsr()
 
 
 def _farthest_point_samples(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
