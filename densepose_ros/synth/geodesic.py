@@ -12,7 +12,8 @@ DensePose's per-part kappas (e.g. 0.107 for hands, 0.351 for the torso) were set
 Distances: Dijkstra on the mesh edges plus, for each pair of adjacent triangles, the
 straight path across their shared edge when unfolded (only where that path really crosses
 the edge). Every graph path is a real surface path, so distances are upper bounds of the
-true geodesics, within a few percent of them on this mesh.
+true geodesics (up to the mesh's own approximation of the surface): on an icosphere of
+2,562 vertices they exceed great circles by 1.4 % (median), 4.6 % at most.
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ def _farthest_point_samples(points: np.ndarray, count: int, seed: int = 0) -> np
 
 
 def build_geodesic_asset(
-    charts_path: Path = CHARTS_ASSET, out_dir: Path = ASSET_DIR, config: GeodesicConfig = None
+    charts_path: Path = CHARTS_ASSET,
+    out_dir: Path = ASSET_DIR,
+    config: GeodesicConfig | None = None,
 ) -> Path:
     """Compute the samples and their distance matrix from the chart asset; write the npz."""
     from scipy.sparse.csgraph import connected_components, dijkstra
