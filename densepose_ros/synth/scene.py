@@ -237,7 +237,9 @@ def _read_image(path: Path) -> np.ndarray:
     return image[..., ::-1].copy()
 
 
-def _background(rng: np.random.Generator, config: SceneConfig) -> np.ndarray:
+def _background(rng: np.random.Generator, config: SceneConfig, camera: Camera) -> np.ndarray:
+    """(H, W, 3) float32 RGB: a photo without people, or a procedural room seen by
+    ``camera``."""
     h, w = config.height, config.width
     files = background_files()
     if files and rng.random() < config.real_background_prob:
@@ -250,21 +252,57 @@ def _background(rng: np.random.Generator, config: SceneConfig) -> np.ndarray:
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         return np.clip(crop.astype(np.float32) * rng.uniform(0.7, 1.2), 0, 255)
-    # Procedural: sky/wall gradient over a floor, a few blurred blocks, fine noise.
-    horizon = int(h * rng.uniform(0.3, 0.7))
-    top, bottom, floor = (rng.uniform(40, 230, size=3) for _ in range(3))
-    t = np.linspace(0, 1, horizon)[:, None, None]
-    upper = (1 - t) * top + t * bottom
-    lower = np.broadcast_to(floor, (h - horizon, 1, 3)) * np.linspace(0.8, 1.1, h - horizon)[
-        :, None, None
-    ]
-    image = np.concatenate([upper, lower], 0).repeat(w, 1).astype(np.float32)
-    for _ in range(int(rng.integers(2, 8))):
-        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-        x1, y1 = x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))
-        image[y0:y1, x0:x1] = rng.uniform(20, 240, size=3)
-    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(1.0, 4.0))
-    return image + rng.normal(0, 4, size=image.shape).astype(np.float32)
+    return _room(rng, config, camera)
+
+
+def _muted(rng: np.random.Generator, lo: float = 40, hi: float = 220) -> np.ndarray:
+    """(3,) an everyday (mostly unsaturated) colour: a grey tinted by a random hue."""
+    grey = rng.uniform(lo, hi)
+    return grey + rng.uniform(0.1, 0.5) * (rng.uniform(lo, hi, size=3) - grey)
+
+
+def _room(rng: np.random.Generator, config: SceneConfig, camera: Camera) -> np.ndarray:
+    """A textured floor (the ground people stand on) and a back wall behind everyone,
+    ray-cast through the scene's camera so perspective and horizon agree with the people."""
+    h, w = config.height, config.width
+    cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    dx, dyc = (cols - camera.cx) / camera.focal, (rows - camera.cy) / camera.focal
+    s, c = np.sin(camera.pitch), np.cos(camera.pitch)
+    dy, dz = -s * dyc + c, -c * dyc - s  # world direction of each pixel's ray (z_cam = 1)
+    wall_y = config.distance_m[1] + rng.uniform(1.0, 6.0)
+    t_floor = np.where(dz < -1e-6, camera.height / np.maximum(-dz, 1e-6), np.inf)
+    t_wall = np.where(dy > 1e-6, wall_y / np.maximum(dy, 1e-6), np.inf)
+    on_floor = t_floor < t_wall
+    t = np.minimum(t_floor, t_wall)
+    x, y, z = dx * t, dy * t, camera.height + dz * t
+    # Floor: tiles, planks or plain, with grout lines and mottling.
+    floor_a, floor_b = _muted(rng), _muted(rng)
+    kind, size = rng.integers(3), rng.uniform(0.3, 1.0)
+    if kind == 0:
+        mix = ((np.floor(x / size) + np.floor(y / size)) % 2)[..., None]
+    elif kind == 1:
+        mix = (np.sin(2 * np.pi * x / (size * 0.4)) * 0.5 + 0.5)[..., None] * 0.5
+    else:
+        mix = np.zeros((h, w, 1))
+    floor = floor_a * (1 - mix) + floor_b * mix
+    grout = (np.minimum(np.abs(x / size - np.round(x / size)),
+                        np.abs(y / size - np.round(y / size))) < 0.03)
+    floor *= np.where(grout & (kind == 0), 0.7, 1.0)[..., None]
+    # Wall: one colour, a skirting band and a few rectangles (doors, pictures, windows).
+    wall = np.broadcast_to(_muted(rng, 70, 235), (h, w, 3)).copy()
+    wall[z < 0.12] *= 0.6
+    for _ in range(int(rng.integers(1, 5))):
+        x0, z0 = rng.uniform(-6, 6), rng.uniform(0.3, 2.0)
+        ww, hh = rng.uniform(0.4, 1.5), rng.uniform(0.4, 2.0)
+        box = (x > x0) & (x < x0 + ww) & (z > z0) & (z < z0 + hh)
+        wall[box] = _muted(rng, 20, 240)
+    image = np.where(on_floor[..., None], floor, wall)
+    # Light falls off with distance; mottling noise; slight blur against texture aliasing.
+    image *= (1.15 - 0.25 * np.clip(t / (wall_y + 5), 0, 1))[..., None]
+    image *= (1 + 0.06 * cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32),
+                                          (0, 0), 3) * 4)[..., None]
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.8)
+    return image + rng.normal(0, 3, size=image.shape).astype(np.float32)
 
 
 def _place_people(rng, config: SceneConfig, count: int, hfov: float) -> list[np.ndarray]:
@@ -324,9 +362,9 @@ def _albedo(rng, coarse, u, v, hair, eye, lips, eyelids) -> np.ndarray:
     color *= (1.0 + 0.04 * np.sin(40 * u) * np.sin(37 * v))[:, None]  # faint skin variation
 
     def garment(mask):
-        c = rng.uniform(15, 240, size=3).astype(np.float32)
-        if rng.random() < 0.3:  # greys, black, white are common
-            c[:] = rng.uniform(15, 240)
+        # Mostly everyday muted colours (greys, navy, beige...), sometimes vivid ones.
+        vivid = rng.random() < 0.35
+        c = (rng.uniform(15, 240, size=3) if vivid else _muted(rng, 15, 240)).astype(np.float32)
         color[mask] = c * _garment_pattern(rng, u[mask], v[mask])[:, None]
 
     sleeve = rng.choice(3, p=[0.2, 0.45, 0.35])  # none, short, long
@@ -445,7 +483,7 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
                                           labels.local_face, labels.bary, labels.uv)
     part, u_map, v_map, instance = labels.part, labels.u, labels.v, labels.instance
 
-    image = _background(rng, config)
+    image = _background(rng, config, camera)
     shadow = _contact_shadows(world_vertices, camera, h, w)
     image *= 1.0 - rng.uniform(0.3, 0.6) * shadow[..., None]
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-1.2, -0.2), rng.uniform(-1.0, -0.3)])
