@@ -64,7 +64,6 @@ def person_iuv_charts(result: DensePoseResult) -> list[PersonIUV]:
     margin = coarse[:, 1:].max(axis=1) - coarse[:, 0]
     labels, u, v = _label_and_uv(charts.fine_segm.float().numpy(), charts.u.float().numpy(),
                                  charts.v.float().numpy())
-    smooth = np.stack((u, v, margin), axis=3)  # [N, M, M, 3]
     boxes = result.boxes.float().numpy()
     scores = result.scores.float().numpy()
     persons = []
@@ -72,12 +71,17 @@ def person_iuv_charts(result: DensePoseResult) -> list[PersonIUV]:
         x0, y0, x1, y1 = integer_box(boxes[i])
         size = (x1 - x0, y1 - y0)
         person_labels = cv2.resize(labels[i], size, interpolation=cv2.INTER_NEAREST)
-        uvm = cv2.resize(smooth[i], size, interpolation=cv2.INTER_LINEAR)
-        foreground = uvm[:, :, 2] > 0
-        person_labels *= foreground
-        uv = np.clip(uvm[:, :, :2], 0.0, 1.0)
-        uv *= (person_labels > 0)[:, :, None]
-        person_u, person_v = uv[:, :, 0].copy(), uv[:, :, 1].copy()
+        u_plane, v_plane, margin_plane = (
+            cv2.resize(plane[i], size, interpolation=cv2.INTER_LINEAR) for plane in (u, v, margin)
+        )
+        # cv2 element-wise ops: several times faster than numpy on these small planes.
+        person_labels = cv2.bitwise_and(person_labels,
+                                        cv2.compare(margin_plane, 0.0, cv2.CMP_GT))
+        inside = cv2.compare(person_labels, 0, cv2.CMP_GT)
+        person_u = np.zeros_like(u_plane)
+        person_v = np.zeros_like(v_plane)
+        cv2.copyTo(np.clip(u_plane, 0.0, 1.0, out=u_plane), inside, person_u)
+        cv2.copyTo(np.clip(v_plane, 0.0, 1.0, out=v_plane), inside, person_v)
         persons.append(PersonIUV(person_labels, person_u, person_v, (x0, y0, x1, y1),
                                  float(scores[i])))
     return persons
@@ -87,16 +91,15 @@ def _label_and_uv(fine: np.ndarray, u: np.ndarray, v: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Argmax label [N, M, M] uint8 of the fine logits and U, V [N, M, M] of that channel.
 
-    A running maximum over the 25 channels, each step on a contiguous M x M plane (much
-    faster than argmax along the strided channel axis), then one flat-index gather. Ties
-    keep the lower channel, like argmax.
+    The maximum over channels is one contiguous reduction; the label is then the lowest
+    channel reaching it (argmax's tie rule), found plane by plane from the top channel down.
+    Much faster than argmax along the strided channel axis. One flat-index gather for U, V.
     """
-    best = fine[:, 0].copy()
+    best = fine.max(axis=1)
     labels = np.zeros(best.shape, dtype=np.uint8)
-    for channel in range(1, fine.shape[1]):
-        better = fine[:, channel] > best
-        np.maximum(best, fine[:, channel], out=best)
-        labels[better] = channel
+    for channel in range(fine.shape[1] - 1, 0, -1):
+        np.copyto(labels, channel, where=fine[:, channel] == best)
+    np.copyto(labels, 0, where=fine[:, 0] == best)
     n, c, h, w = fine.shape
     flat = (np.arange(n).reshape(n, 1, 1) * c + labels) * (h * w) + np.arange(h * w).reshape(h, w)
     return labels, u.reshape(-1)[flat], v.reshape(-1)[flat]
