@@ -170,3 +170,24 @@ def test_body_sample_with_no_rotations_is_the_rest_pose():
     # Nose above the hips, left shoulder (COCO index 5) on the body's left (+x).
     assert posed.keypoints[0, 0, 2] > posed.keypoints[0, 11, 2]
     assert posed.keypoints[0, 5, 0] > 0 > posed.keypoints[0, 6, 0]
+
+
+def test_objects_in_front_hide_people_and_their_labels():
+    # Same seed with and without occluders: the people and their labels are the same,
+    # except where a box stands in front (labels removed, keypoints no longer visible).
+    base = dataclasses.replace(SceneConfig(), width=W, height=H, persons=(2, 2),
+                               distance_m=(3.0, 4.0), real_background_prob=0.0)
+    hidden_total = 0
+    for seed in range(4):
+        clear = render_scene(seed, dataclasses.replace(base, occluder_prob=0.0))
+        boxed = render_scene(seed, dataclasses.replace(base, occluder_prob=1.0))
+        kept = boxed.instance > 0
+        assert (clear.instance[kept] == boxed.instance[kept]).all()
+        np.testing.assert_array_equal(clear.part[kept], boxed.part[kept])
+        np.testing.assert_array_equal(clear.u[kept], boxed.u[kept])
+        removed = (clear.instance > 0) & ~kept
+        assert (boxed.part[removed] == 0).all() and np.isinf(boxed.depth[removed]).all()
+        assert (boxed.image[removed] != clear.image[removed]).any(axis=-1).mean() > 0.9
+        assert (boxed.keypoints[..., 2] <= clear.keypoints[..., 2]).all()
+        hidden_total += removed.sum()
+    assert hidden_total > 100

@@ -55,6 +55,7 @@ class SceneConfig:
     heading_deg: which way people face, 0 = towards the camera.
     min_separation_m: minimum distance between two people's root positions on the ground.
     real_background_prob: chance of a photo background (when sample data is present).
+    occluder_prob: chance of boxes (tables, counters) standing in front of someone.
     blur_sigma_px, noise_sigma: image degradations (noise in 0..255 units).
     """
 
@@ -68,6 +69,7 @@ class SceneConfig:
     heading_deg: tuple[float, float] = (-180.0, 180.0)
     min_separation_m: float = 0.75
     real_background_prob: float = 0.5
+    occluder_prob: float = 0.25
     blur_sigma_px: tuple[float, float] = (0.0, 1.0)
     noise_sigma: tuple[float, float] = (1.0, 6.0)
     body: BodyConfig = field(default_factory=BodyConfig)
@@ -111,11 +113,12 @@ class RenderedScene:
         part: (H, W) uint8 chart index I (0 background, 1..24).
         u, v: (H, W) float32 chart coordinates in [0, 1] (0 on background).
         instance: (H, W) uint8 visible person 1..P per pixel (0 background); this is the
-            visibility map: occluded or out-of-frame body parts have no pixel.
+            visibility map: body parts hidden by other people or objects, or out of frame,
+            have no pixel.
         keypoints: (P, 17, 3) float32 COCO keypoints (x, y, v) in pixels; v = 2 visible,
             1 inside the frame but occluded (by another person or the body itself),
             0 outside the frame (then x = y = 0).
-        depth: (H, W) float32 camera depth in metres (inf on background).
+        depth: (H, W) float32 camera depth of the visible people in metres (inf elsewhere).
         activities: the sampled activity of each person.
     """
 
@@ -258,6 +261,43 @@ def _background(rng: np.random.Generator, config: SceneConfig, camera: Camera) -
     return _room(rng, config, camera)
 
 
+def _pixel_rays(camera: Camera, h: int, w: int) -> tuple[np.ndarray, ...]:
+    """World direction (dx, dy, dz), each (H, W), of the ray through each pixel centre,
+    scaled so that the ray parameter equals the camera depth."""
+    cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    dx, dyc = (cols - camera.cx) / camera.focal, (rows - camera.cy) / camera.focal
+    s, c = np.sin(camera.pitch), np.cos(camera.pitch)
+    return dx, -s * dyc + c, -c * dyc - s
+
+
+def _occluders(rng, config: SceneConfig, camera: Camera, positions) -> tuple[np.ndarray, ...]:
+    """Boxes standing on the floor in front of people (tables, counters, crates), seen
+    from the front: ((H, W) depth, inf where none; (H, W, 3) float32 colour)."""
+    h, w = config.height, config.width
+    depth = np.full((h, w), np.inf, np.float32)
+    color = np.zeros((h, w, 3), np.float32)
+    if not positions or rng.random() >= config.occluder_prob:
+        return depth, color
+    dx, dy, dz = _pixel_rays(camera, h, w)
+    for _ in range(int(rng.integers(1, 3))):
+        px, py = positions[int(rng.integers(len(positions)))]
+        front = py - rng.uniform(0.4, 1.2)
+        if front < 1.0:
+            continue
+        centre, half_width, top = px + rng.uniform(-0.6, 0.6), rng.uniform(0.25, 0.8), \
+            rng.uniform(0.4, 1.1)
+        t = np.where(dy > 1e-6, front / np.maximum(dy, 1e-6), np.inf)
+        x, z = dx * t, camera.height + dz * t
+        hit = (np.abs(x - centre) < half_width) & (z > 0) & (z < top) & (t < depth)
+        base = _muted(rng, 30, 220)
+        # Darker towards the floor, a light edge along the top (a table top or lid).
+        shade = 0.75 + 0.25 * np.clip(z / top, 0, 1)
+        shade = np.where(z > top - 0.03, 1.2, shade)
+        color[hit] = base * shade[hit][:, None]
+        depth[hit] = t[hit]
+    return depth, color
+
+
 def _muted(rng: np.random.Generator, lo: float = 40, hi: float = 220) -> np.ndarray:
     """(3,) an everyday (mostly unsaturated) colour: a grey tinted by a random hue."""
     grey = rng.uniform(lo, hi)
@@ -268,10 +308,7 @@ def _room(rng: np.random.Generator, config: SceneConfig, camera: Camera) -> np.n
     """A textured floor (the ground people stand on) and a back wall behind everyone,
     ray-cast through the scene's camera so perspective and horizon agree with the people."""
     h, w = config.height, config.width
-    cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    dx, dyc = (cols - camera.cx) / camera.focal, (rows - camera.cy) / camera.focal
-    s, c = np.sin(camera.pitch), np.cos(camera.pitch)
-    dy, dz = -s * dyc + c, -c * dyc - s  # world direction of each pixel's ray (z_cam = 1)
+    dx, dy, dz = _pixel_rays(camera, h, w)
     wall_y = config.distance_m[1] + rng.uniform(1.0, 6.0)
     t_floor = np.where(dz < -1e-6, camera.height / np.maximum(-dz, 1e-6), np.inf)
     t_wall = np.where(dy > 1e-6, wall_y / np.maximum(dy, 1e-6), np.inf)
@@ -520,9 +557,17 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
         specular = rng.uniform(0.0, 60.0) * np.clip((n * half).sum(1), 0, None) ** 24
         shaded[sel] = color * (ambient + (1 - ambient) * lambert)[:, None] + specular[:, None]
     image[fg] = shaded
+    # Objects in front of people hide them: their pixels lose the person's labels.
+    occluder_depth, occluder_color = _occluders(rng, config, camera, positions)
+    occluded = occluder_depth < frags.depth  # in front of a person or of the background
+    depth = np.where(occluded, np.inf, frags.depth).astype(np.float32)
+    image[occluded] = occluder_color[occluded]
+    part[occluded], u_map[occluded], v_map[occluded], instance[occluded] = 0, 0, 0, 0
+    fg = instance > 0
+    edges = fg | np.isfinite(occluder_depth)
     # Soften the aliased silhouettes: blur a one-pixel band around them.
-    band = cv2.dilate(fg.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~cv2.erode(
-        fg.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    band = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~cv2.erode(
+        edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     image[band] = cv2.GaussianBlur(image, (0, 0), 0.7)[band]
     sigma = rng.uniform(*config.blur_sigma_px)
     if sigma > 0.3:
@@ -539,10 +584,10 @@ def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneCon
         row = np.clip(pix[:, 1].astype(int), 0, h - 1)
         # Visible: on this person's pixels, at most a body's half-depth behind the surface
         # (joints lie inside the body; a nose seen from behind is occluded).
-        on_person = (instance[row, col] == k + 1) & (pix[:, 2] - frags.depth[row, col] < 0.15)
+        on_person = (instance[row, col] == k + 1) & (pix[:, 2] - depth[row, col] < 0.15)
         keypoints[k, :, 0] = np.where(inside, pix[:, 0], 0)
         keypoints[k, :, 1] = np.where(inside, pix[:, 1], 0)
         keypoints[k, :, 2] = np.where(inside, np.where(on_person, 2, 1), 0)
     return RenderedScene(image=image, part=part, u=u_map, v=v_map, instance=instance,
-                         keypoints=keypoints, depth=frags.depth,
+                         keypoints=keypoints, depth=depth,
                          activities=[s.activity for s in samples])
