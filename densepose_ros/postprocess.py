@@ -171,7 +171,7 @@ def draw_overlay(image_bgr: np.ndarray, result: DensePoseResult, alpha: float = 
     labels = iuv[:, :, 0]
     colors = cv2.LUT(cv2.merge([labels, labels, labels]), _PART_LUT)
     # Brightness from 55% to 100% with U, so the surface coordinates show inside a part.
-    shade = (140 + (iuv[:, :, 1].astype(np.uint16) * 115) // 255).astype(np.uint8)
+    shade = cv2.convertScaleAbs(iuv[:, :, 1], alpha=115.0 / 255.0, beta=140.0)
     colors = cv2.multiply(colors, cv2.merge([shade, shade, shade]), scale=1.0 / 255.0)
     blended = cv2.addWeighted(image_bgr, 1.0 - alpha, colors, alpha, 0.0)
     cv2.copyTo(blended, (labels > 0).view(np.uint8), out)
