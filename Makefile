@@ -20,11 +20,14 @@ demo: setup
 lint: setup
 	@$(RUN) ruff check . && echo "lint: ok"
 
+# GPU tests are collected here too and skip with their reason on a machine without CUDA.
 test: setup lint
-	@$(RUN) DENSEPOSE_REQUIRE_ROS=1 python -m pytest -m "not gpu" $(PYTEST_ARGS)
+	@$(RUN) DENSEPOSE_REQUIRE_ROS=1 python -m pytest $(PYTEST_ARGS)
 
+# On a CUDA machine: the GPU extras, then only the GPU tests, where a skip is a failure.
 test-gpu: setup
-	@$(RUN) DENSEPOSE_REQUIRE_GPU=1 python -m pytest -m gpu $(PYTEST_ARGS)
+	@$(RUN) pip install -q -r requirements/gpu.txt -c requirements/torch.txt && \
+	  DENSEPOSE_REQUIRE_GPU=1 python -m pytest -m gpu $(PYTEST_ARGS)
 
 bench: setup
 	@$(RUN) python benchmarks/run_all.py --out bench_output $(BENCH)
