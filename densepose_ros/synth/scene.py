@@ -499,7 +499,9 @@ def rasterize_people(cam_vertices: list[np.ndarray], camera: Camera, height: int
                         foreground=fg, person=person, local_face=local, bary=bary, uv=uv)
 
 
-def render_scene(seed: int | np.random.Generator, config: SceneConfig = SceneConfig()):
+def render_scene(
+    seed: int | np.random.Generator, config: SceneConfig = SceneConfig()
+) -> RenderedScene:
     """Sample and render one scene; deterministic for an integer seed."""
     rng = np.random.default_rng(seed)
     h, w = config.height, config.width
