@@ -141,17 +141,14 @@ def run_demo(out: Path, seconds: float, weights: Path | None) -> dict:
         image.header.stamp = player.get_clock().now().to_msg()
         publisher.publish(image)
     play_time = time.monotonic() - start_wall
-    # Let the last frame finish and a fresh diagnostics message arrive.
-    settle = time.monotonic() + 30
-    last_out = -1
-    while time.monotonic() < settle:
+    # Let the frame in flight finish: wait until no output has come for 3 s (at most 60 s).
+    deadline, quiet_since, last_count = time.monotonic() + 60, time.monotonic(), -1
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 3.0:
         spin(0.1)
-        diag = state["diagnostics"]
-        if diag and int(diag.get("frames_in", 0)) >= frames and last_out == state["outputs"]:
-            break
-        last_out = state["outputs"]
-        for _ in range(20):
-            spin(0.1)
+        if state["outputs"] != last_count:
+            last_count, quiet_since = state["outputs"], time.monotonic()
+    for _ in range(10):  # a diagnostics message that counts the last frames (period 0.5 s)
+        spin(0.1)
     node.send_signal(2)
     try:
         node.wait(timeout=15)
