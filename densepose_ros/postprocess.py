@@ -74,10 +74,8 @@ def person_iuv_charts(result: DensePoseResult) -> list[PersonIUV]:
         u_plane, v_plane, margin_plane = (
             cv2.resize(plane[i], size, interpolation=cv2.INTER_LINEAR) for plane in (u, v, margin)
         )
-        # cv2 element-wise ops: several times faster than numpy on these small planes.
-        person_labels = cv2.bitwise_and(person_labels,
-                                        cv2.compare(margin_plane, 0.0, cv2.CMP_GT))
-        inside = cv2.compare(person_labels, 0, cv2.CMP_GT)
+        person_labels *= margin_plane > 0
+        inside = (person_labels > 0).view(np.uint8)
         person_u = np.zeros_like(u_plane)
         person_v = np.zeros_like(v_plane)
         cv2.copyTo(np.clip(u_plane, 0.0, 1.0, out=u_plane), inside, person_u)

@@ -82,6 +82,20 @@ def test_person_chart_labels_masked_by_coarse_and_uv_from_label_channel(coarse_c
     assert person.score == pytest.approx(0.9)
 
 
+def test_degenerate_boxes_give_one_pixel_wide_charts():
+    charts = cat_charts(uniform_chart(4), uniform_chart(9), uniform_chart(2))
+    result = result_of([[30.2, 10.0, 30.2001, 90.0], [5.0, 50.0, 80.0, 50.0],
+                        [7.5, 7.5, 7.5, 7.5]], [0.9, 0.8, 0.7], charts)
+    first, second, third = person_iuv_charts(result)
+    assert first.labels.shape == (80, 1) and (first.labels == 4).all()
+    assert second.labels.shape == (1, 75) and (second.labels == 9).all()
+    assert third.labels.shape == (1, 1) and third.labels[0, 0] == 2
+    np.testing.assert_allclose(first.u, 0.5)
+    iuv = full_frame_iuv(result)
+    assert (iuv[10:90, 30, 0] == 4).all()  # the higher score wins where they cross
+    assert (iuv[50, 5:30, 0] == 9).all() and (iuv[50, 31:80, 0] == 9).all()
+
+
 def test_integer_box_covers_the_float_box():
     assert integer_box(np.array([10.2, 20.7, 41.1, 51.9])) == (10, 20, 42, 52)
     assert integer_box(np.array([5.0, 5.0, 5.0, 5.0])) == (5, 5, 6, 6)  # never empty

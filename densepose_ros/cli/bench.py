@@ -110,13 +110,12 @@ def build_predictor(args: argparse.Namespace):
         if args.config is None:
             raise ValueError("give --weights, or --config (with --d2-checkpoint or alone)")
         cfg = get_config(args.config)
+        torch.manual_seed(0)  # untrained weights, when no checkpoint is given, are repeatable
         model = build_model(cfg)
         if args.d2_checkpoint is not None:
             model.load_state_dict(import_detectron2(args.d2_checkpoint, args.config))
             source = str(args.d2_checkpoint)
         else:
-            torch.manual_seed(0)
-            model = build_model(cfg)
             source = "untrained (default initialisation)"
     predictor = DensePosePredictor(model, cfg, device=args.device, resize=False,
                                    precision=args.precision)
