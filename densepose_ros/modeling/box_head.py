@@ -74,12 +74,28 @@ class BoxStage(nn.Module):
         max_detections: int | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per image: boxes [D, 4] (xyxy, input pixels), scores [D], class ids [D]."""
+        pooled = self.pooler(features, boxes_to_rois(proposals))
+        logits, deltas = self.box_predictor(self.box_head(pooled))
+        return self.select_detections(logits, deltas, proposals, image_sizes, score_threshold,
+                                      nms_threshold, max_detections)
+
+    def select_detections(
+        self,
+        logits: torch.Tensor,
+        deltas: torch.Tensor,
+        proposals: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+        score_threshold: float | None = None,
+        nms_threshold: float | None = None,
+        max_detections: int | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Test-time filter on the predictor's outputs for all proposals (class logits
+        [R, K+1], deltas [R, 4K]): decode, clip, score threshold, NMS, top detections. Also
+        used on the outputs of an exported box-head graph (``densepose_ros.export``)."""
         cfg = self.cfg
         score_threshold = cfg.score_threshold if score_threshold is None else score_threshold
         nms_threshold = cfg.nms_threshold if nms_threshold is None else nms_threshold
         max_detections = cfg.max_detections if max_detections is None else max_detections
-        pooled = self.pooler(features, boxes_to_rois(proposals))
-        logits, deltas = self.box_predictor(self.box_head(pooled))
         probabilities = F.softmax(logits, dim=-1)
         boxes_all = decode_boxes(deltas, torch.cat(proposals), cfg.box_reg_weights,
                                  self.box_scale_clamp)

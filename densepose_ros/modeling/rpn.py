@@ -46,9 +46,18 @@ class RPNHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Level map [N, C, H, W] -> logits [N, H*W*A], deltas [N, H*W*A, 4]."""
+        return self.flatten(*self.raw(x))
+
+    def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Convolution outputs as maps: logits [N, A, H, W], deltas [N, A*4, H, W] (what the
+        exported graph returns: no shape arithmetic, and each level's size stays visible)."""
         t = F.relu(self.conv(x))
-        logits = self.objectness_logits(t)
-        deltas = self.anchor_deltas(t)
+        return self.objectness_logits(t), self.anchor_deltas(t)
+
+    @staticmethod
+    def flatten(logits: torch.Tensor, deltas: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps from ``raw`` -> logits [N, H*W*A], deltas [N, H*W*A, 4] (row, col, anchor)."""
         n, a, h, w = logits.shape
         logits = logits.permute(0, 2, 3, 1).reshape(n, -1)
         deltas = deltas.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
@@ -86,12 +95,22 @@ class RPN(nn.Module):
         self, features: list[torch.Tensor], image_sizes: list[tuple[int, int]]
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per image: proposals [R, 4] (xyxy, input pixels) and objectness logits [R], sorted."""
+        return self.select_proposals([self.rpn_head.raw(f) for f in features], image_sizes)
+
+    def select_proposals(
+        self, level_maps: list[tuple[torch.Tensor, torch.Tensor]],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Test-time proposal selection from the head's raw maps of each level (logits
+        [N, A, H, W], deltas [N, A*4, H, W]): top-k per level, decode, clip, NMS. Also used on
+        the outputs of an exported backbone graph (``densepose_ros.export``)."""
         cfg = self.cfg
-        num_images = features[0].shape[0]
+        num_images = level_maps[0][0].shape[0]
         top_logits, top_boxes, top_levels = [], [], []
-        for level, feature in enumerate(features):
-            logits, deltas = self.rpn_head(feature)
-            anchors = self.anchors(level, feature.shape[2], feature.shape[3], feature.device)
+        for level, (logit_map, delta_map) in enumerate(level_maps):
+            logits, deltas = RPNHead.flatten(logit_map, delta_map)
+            anchors = self.anchors(level, logit_map.shape[2], logit_map.shape[3],
+                                   logit_map.device)
             k = min(cfg.pre_nms_topk, logits.shape[1])
             scores, index = logits.topk(k, dim=1)
             # Decoding is per box, so decoding only the kept anchors gives the same numbers.
@@ -100,7 +119,8 @@ class RPN(nn.Module):
                                  cfg.box_reg_weights, self.box_scale_clamp)
             top_logits.append(scores)
             top_boxes.append(boxes.view(num_images, k, 4))
-            top_levels.append(torch.full((k,), level, dtype=torch.int64, device=feature.device))
+            top_levels.append(torch.full((k,), level, dtype=torch.int64,
+                                         device=logit_map.device))
         all_logits = torch.cat(top_logits, dim=1)
         all_boxes = torch.cat(top_boxes, dim=1)
         all_levels = torch.cat(top_levels)

@@ -1,14 +1,28 @@
-"""Backend selection: ``create_backend(name, weights, device)``."""
+"""Backend selection: ``create_backend(name, weights, device)``.
+
+``auto`` on a CUDA machine prefers tensorrt > onnxruntime (TensorRT/CUDA provider) > torch.
+On a CPU it prefers onnxruntime when an ONNX export of the model is at hand (an export folder
+given as weights, or a cached export of the ``.pth``): measured on the light model at 640x480
+(``benchmarks/bench_backends.py``) onnxruntime is faster than eager PyTorch end to end (see
+``CPU_MEASUREMENT``), but exporting costs ~20-60 s, which ``auto`` does not spend silently at
+start-up; it says so in the reason and torch runs instead.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 from densepose_ros import paths
 from densepose_ros.runtime.base import Backend, BackendUnavailable
 
+log = logging.getLogger(__name__)
+
 BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
+# The measurement the CPU choice rests on (benchmarks/bench_backends.py, light model,
+# 640x480, median end-to-end); update it with the benchmark.
+CPU_MEASUREMENT = "CPU_MEASUREMENT_PLACEHOLDER"
 
 
 def resolve_weights(weights: str | Path | None) -> Path | None:
@@ -16,7 +30,7 @@ def resolve_weights(weights: str | Path | None) -> Path | None:
     model, else None."""
     if weights:
         path = Path(weights).expanduser()
-        if not path.is_file():
+        if not (path.is_file() or path.is_dir()):
             raise FileNotFoundError(f"weights file not found: {path}")
         return path
     return paths.default_model_path()
@@ -24,13 +38,72 @@ def resolve_weights(weights: str | Path | None) -> Path | None:
 
 def available_backends() -> dict[str, str]:
     """Backends usable here -> why (or why not, prefixed with 'unavailable: ')."""
-    found = {"torch": "PyTorch is installed"}
+    import torch
+
+    cuda = torch.cuda.is_available()
+    found = {"torch": "PyTorch is installed" + (" (CUDA)" if cuda else " (CPU only)")}
     if importlib.util.find_spec("onnxruntime") is None:
         found["onnxruntime"] = "unavailable: onnxruntime is not installed"
     else:
-        found["onnxruntime"] = "unavailable: ONNX export is not built yet"
-    found["tensorrt"] = "unavailable: TensorRT backend is not built yet"
+        import onnxruntime
+
+        providers = onnxruntime.get_available_providers()
+        found["onnxruntime"] = f"onnxruntime {onnxruntime.__version__} ({', '.join(providers)})"
+    if importlib.util.find_spec("tensorrt") is None:
+        found["tensorrt"] = "unavailable: the tensorrt package is not installed " \
+                            "(requirements/gpu.txt)"
+    elif not cuda:
+        found["tensorrt"] = "unavailable: no CUDA device"
+    else:
+        found["tensorrt"] = f"TensorRT on {torch.cuda.get_device_name(0)}"
     return found
+
+
+def _onnx_gpu_providers() -> bool:
+    import onnxruntime
+
+    return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+                & set(onnxruntime.get_available_providers()))
+
+
+def _export_at_hand(path: Path | None) -> bool:
+    """Whether ONNX graphs for ``path`` exist without exporting (folder or cached)."""
+    from densepose_ros.export.bundle import file_sha256, is_bundle
+
+    if path is None:
+        return False
+    if path.is_dir():
+        return is_bundle(path)
+    from densepose_ros.checkpoint import read_weights
+    from densepose_ros.runtime.onnxruntime_backend import export_cache_dir
+
+    try:
+        cfg, _, _ = read_weights(path)
+    except (ValueError, FileNotFoundError):
+        return False
+    return is_bundle(export_cache_dir(file_sha256(path), cfg.name))
+
+
+def choose_auto(path: Path | None, device: str, available: dict[str, str]) -> tuple[str, str]:
+    """(backend, why) for ``auto``; see the module docstring for the order."""
+    import torch
+
+    usable = {k for k, v in available.items() if not v.startswith("unavailable")}
+    gpu = device.startswith("cuda") or (device in ("", "auto") and torch.cuda.is_available())
+    if path is not None and path.is_dir() and "onnxruntime" in usable and not gpu:
+        return "onnxruntime", "auto: the weights are an ONNX export"
+    if gpu:
+        if "tensorrt" in usable and path is not None:
+            return "tensorrt", f"auto: GPU with TensorRT ({available['tensorrt']})"
+        if "onnxruntime" in usable and _onnx_gpu_providers() and _export_at_hand(path):
+            return "onnxruntime", "auto: GPU, no TensorRT; onnxruntime has a GPU provider"
+        return "torch", f"auto: GPU; TensorRT {available['tensorrt']}; eager PyTorch on CUDA"
+    if "onnxruntime" in usable and _export_at_hand(path):
+        return "onnxruntime", f"auto: CPU; an ONNX export is cached and {CPU_MEASUREMENT}"
+    why = ("onnxruntime is not installed" if "onnxruntime" not in usable
+           else "no ONNX export of these weights is cached (run `densepose export` or "
+                "backend:=onnxruntime once)")
+    return "torch", f"auto: CPU; {why}, so eager PyTorch ({CPU_MEASUREMENT} when exported)"
 
 
 def create_backend(
@@ -55,13 +128,22 @@ def create_backend(
         )
     available = available_backends()
     if name == "auto":
-        name, reason = "torch", "auto: the only backend available here"
+        name, reason = choose_auto(path, device, available)
+        log.info("backend %s", reason)
     else:
         reason = f"requested; {available[name]}"
         if available[name].startswith("unavailable"):
             raise BackendUnavailable(f"backend '{name}' {available[name]}")
-    from densepose_ros.runtime.torch_backend import TorchBackend
+    if name == "onnxruntime":
+        from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend as chosen
+    elif name == "tensorrt":
+        from densepose_ros.runtime.tensorrt_backend import TensorRTBackend as chosen
+    else:
+        from densepose_ros.runtime.torch_backend import TorchBackend as chosen
+        if path is not None and path.is_dir():
+            raise ValueError(f"{path} is a folder (an ONNX export?): the torch backend needs "
+                             "a .pth weights file")
 
     if path is None:
-        return TorchBackend.untrained(untrained_config or None, device), reason + "; UNTRAINED"
-    return TorchBackend.from_weights(path, device), reason
+        return chosen.untrained(untrained_config or None, device), reason + "; UNTRAINED"
+    return chosen.from_weights(path, device), reason

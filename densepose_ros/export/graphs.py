@@ -1,0 +1,90 @@
+"""The three exported sub-networks as modules with flat tensor inputs and outputs.
+
+Each wraps the (norm-folded) ``DensePoseRCNN`` and calls the same stage code the eager model
+runs, so the graphs compute exactly what the PyTorch model computes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from densepose_ros.modeling.config import ModelConfig
+from densepose_ros.modeling.model import ROI_LEVELS, RPN_LEVELS, DensePoseRCNN
+
+BACKBONE = "backbone"
+BOX_HEAD = "box_head"
+DENSEPOSE_HEAD = "densepose_head"
+GRAPH_NAMES = (BACKBONE, BOX_HEAD, DENSEPOSE_HEAD)
+
+IMAGES = "images"
+DECODER_OUTPUT = "decoder_features"
+BOX_FEATURES = "box_features"
+DENSEPOSE_FEATURES = "densepose_features"
+BOX_OUTPUTS = ("class_logits", "box_deltas")
+CHART_OUTPUTS = ("coarse_segm", "fine_segm", "u", "v")
+
+
+def rpn_output_names() -> list[str]:
+    return [f"rpn_{kind}_{level}" for level in RPN_LEVELS for kind in ("logits", "deltas")]
+
+
+def backbone_output_names(cfg: ModelConfig) -> list[str]:
+    """Output names of the backbone graph, in order."""
+    decoder = [DECODER_OUTPUT] if cfg.densepose.decoder_on else []
+    return list(ROI_LEVELS) + decoder + rpn_output_names()
+
+
+class BackboneGraph(nn.Module):
+    """images -> p2..p5, [decoder map,] raw RPN maps of p2..p6 (see ``backbone_output_names``)."""
+
+    def __init__(self, model: DensePoseRCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        model = self.model
+        features = model.backbone_features(images)
+        outputs = [features[name] for name in ROI_LEVELS]
+        if model.roi_heads.decoder is not None:
+            outputs += model.densepose_features(features)
+        for name in RPN_LEVELS:
+            outputs += model.proposal_generator.rpn_head.raw(features[name])
+        return tuple(outputs)
+
+
+class BoxHeadGraph(nn.Module):
+    """Pooled proposal features [R, C, 7, 7] -> class logits [R, K+1], box deltas [R, 4K]."""
+
+    def __init__(self, model: DensePoseRCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, box_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stage = self.model.roi_heads
+        return stage.box_predictor(stage.box_head(box_features))
+
+
+class DensePoseHeadGraph(nn.Module):
+    """Pooled person features [N, C', P, P] -> coarse_segm, fine_segm, u, v."""
+
+    def __init__(self, model: DensePoseRCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, densepose_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        charts = self.model.densepose_from_pooled(densepose_features)
+        return charts.coarse_segm, charts.fine_segm, charts.u, charts.v
+
+
+def densepose_pooled_shape(cfg: ModelConfig) -> tuple[int, int, int]:
+    """(channels, side, side) of the DensePose head's input."""
+    dp = cfg.densepose
+    channels = dp.decoder_out_channels if dp.decoder_on else cfg.backbone.fpn_channels
+    return channels, dp.pooler_resolution, dp.pooler_resolution
+
+
+def box_pooled_shape(cfg: ModelConfig) -> tuple[int, int, int]:
+    """(channels, side, side) of the box head's input."""
+    side = cfg.box_head.pooler_resolution
+    return cfg.backbone.fpn_channels, side, side
