@@ -32,6 +32,19 @@ def test_named_configurations_exist_and_round_trip():
         ModelConfig.from_dict({**s1x.to_dict(), "colour": 1})
 
 
+def test_state_dict_layout_equals_detectron2_for_every_zoo_config():
+    """Keys and shapes of our models equal detectron2's (keys.json lists its state dicts)."""
+    import json
+
+    from model_fixtures import PARITY_DIR
+
+    keys = json.loads((PARITY_DIR / "keys.json").read_text())
+    for name in ("R_50_FPN_s1x_legacy", "R_50_FPN_s1x", "R_101_FPN_s1x"):
+        cfg = get_config(name)
+        ours = {k: list(v.shape) for k, v in build_model(cfg).state_dict().items()}
+        assert ours == {k: shape for k, shape, _ in keys[cfg.detectron2_config]}, name
+
+
 def test_light_configuration_runs_and_is_small(light_model):  # noqa: F811
     model, cfg = light_model
     params = sum(p.numel() for p in model.parameters())
