@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from model_fixtures import d2_checkpoint, light_model, light_weights  # noqa: F401
+from model_fixtures import PARITY_DIR, d2_checkpoint, light_model, light_weights  # noqa: F401
 
 from densepose_ros.checkpoint import import_detectron2, load_model, read_weights, save_weights
 from densepose_ros.cli import main as cli_main
@@ -34,10 +35,6 @@ def test_named_configurations_exist_and_round_trip():
 
 def test_state_dict_layout_equals_detectron2_for_every_zoo_config():
     """Keys and shapes of our models equal detectron2's (keys.json lists its state dicts)."""
-    import json
-
-    from model_fixtures import PARITY_DIR
-
     keys = json.loads((PARITY_DIR / "keys.json").read_text())
     for name in ("R_50_FPN_s1x_legacy", "R_50_FPN_s1x", "R_101_FPN_s1x"):
         cfg = get_config(name)
