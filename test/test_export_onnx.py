@@ -233,3 +233,20 @@ def test_pth_weights_are_exported_once_into_the_cache(light_weights, tmp_path,  
     assert manifests[0].stat().st_mtime_ns == stamp  # not exported twice
     image = cv2.resize(parity_image(), (320, 240))
     assert compare(backend.infer(image), again.infer(image)).box_px == 0.0
+
+
+def test_infer_cli_runs_on_the_onnxruntime_backend(exports, tmp_path, capsys):
+    folder, _ = exports("R_18_FPN_lite")
+    frame = several_people_frame()
+    cv2.imwrite(str(tmp_path / "street.png"), frame)
+    out = tmp_path / "out"
+    assert cli_main(["infer", str(tmp_path / "street.png"), "--weights", str(folder),
+                     "--backend", "onnxruntime", "--out", str(out), "--no-progress"]) == 0
+    assert "onnxruntime/CPUExecutionProvider" in capsys.readouterr().err
+    persons = json.loads((out / "street.json").read_text())["persons"]
+    expected = OnnxRuntimeBackend(load_bundle(folder), "cpu").infer(frame)
+    assert [p["score"] for p in persons] == [round(float(s), 4) for s in expected.scores]
+    # an export folder is not something the torch backend can load: a clear error
+    assert cli_main(["infer", str(tmp_path / "street.png"), "--weights", str(folder),
+                     "--backend", "torch", "--out", str(out), "--no-progress"]) == 1
+    assert "needs a .pth" in capsys.readouterr().err

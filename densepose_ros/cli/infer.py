@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("densepose_output"),
                         help="output folder (created)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--backend", default="auto",
+                        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                        help="inference backend (auto: the fastest available, reason printed); "
+                             "--weights may be an ONNX export folder for onnxruntime/tensorrt")
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="minimum detection score (default: the model's test setting)")
     parser.add_argument("--resize", default="default",
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from densepose_ros.paths import default_model_path
     from densepose_ros.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
-    from densepose_ros.predictor import DensePosePredictor
+    from densepose_ros.runtime import BackendUnavailable, InferenceSettings, create_backend
 
     if args.resize not in ("default", "none"):
         print(f"densepose infer: error: --resize must be 'default' or 'none', got "
@@ -99,13 +103,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         images, videos = _collect(args.paths)
-        overrides = {"resize": args.resize != "none", "precision": args.precision}
-        if args.score_threshold is not None:
-            overrides["score_threshold"] = args.score_threshold
-        predictor = DensePosePredictor.from_weights(weights, device=args.device, **overrides)
-    except (FileNotFoundError, ValueError) as error:
+        backend, reason = create_backend(args.backend, weights, args.device)
+        backend.configure(InferenceSettings(
+            score_threshold=args.score_threshold,
+            resize_shortest_edge=0 if args.resize == "none" else None))
+        if args.precision != "fp32":
+            if backend.name != "torch":
+                raise ValueError(f"--precision {args.precision} is a torch-backend option "
+                                 f"(backend here: {backend.name})")
+            backend.predictor.precision = args.precision
+    except (FileNotFoundError, ValueError, BackendUnavailable) as error:
         print(f"densepose infer: error: {error}", file=sys.stderr)
         return 1
+    print(f"densepose infer: {backend.describe()} ({reason})", file=sys.stderr)
     if not images and not videos:
         print("densepose infer: error: no images or videos found", file=sys.stderr)
         return 1
@@ -114,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
 
     def process(frame: np.ndarray):
-        result = predictor(frame, color_order="BGR")
+        result = backend.infer(frame)
         persons = person_iuv_charts(result)
         return result, persons
 

@@ -1,0 +1,90 @@
+"""The real node with ``backend: onnxruntime`` on the CPU: exported graphs behind the node."""
+
+from __future__ import annotations
+
+import pytest
+
+from densepose_ros.export.onnx_export import export_weights
+from densepose_ros.frame_processor import FrameProcessor
+from densepose_ros.node_config import NodeConfig
+from densepose_ros.runtime import InferenceSettings
+from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from densepose_ros.runtime.torch_backend import TorchBackend
+
+from node_fixtures import (
+    TEST_SCORE_THRESHOLD,
+    RosClient,
+    make_test_weights,
+    node_args,
+    vtest_frames,
+)
+
+pytestmark = pytest.mark.ros
+DEFAULTS = NodeConfig()
+STAMP0 = 1_700_000_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return make_test_weights(tmp_path_factory.mktemp("weights") / "untrained_light.pth")
+
+
+@pytest.fixture(scope="module")
+def export_folder(weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "light_onnx"
+    export_weights(weights, out, progress=lambda _: None)
+    return out
+
+
+@pytest.fixture
+def client(rclpy_context):
+    client = RosClient(rclpy_context)
+    yield client
+    client.close()
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def answer(client, stamp: int):
+    return next((m for m in client.persons if stamp_ns(m.header) == stamp), None)
+
+
+def settings() -> InferenceSettings:
+    return InferenceSettings(score_threshold=TEST_SCORE_THRESHOLD,
+                             nms_threshold=DEFAULTS.nms_threshold,
+                             max_detections=DEFAULTS.max_persons)
+
+
+def test_node_runs_the_onnxruntime_backend(ros_process, client, weights, export_folder):
+    node = ros_process(["-m", "densepose_ros.node"], name="node", ros_args=node_args(
+        export_folder, "-p", "backend:=onnxruntime"))
+    assert client.wait_for_node(), node.output()
+    assert client.spin_until(
+        lambda: client.diagnostic_values().get("backend", "").startswith("onnxruntime/CPU"), 20
+    ), client.diagnostic_values()
+    exported = FrameProcessor(OnnxRuntimeBackend.from_weights(export_folder, "cpu"))
+    eager = TorchBackend.from_weights(weights, "cpu")
+    for backend in (exported.backend, eager):
+        backend.configure(settings())
+    for index, image in enumerate(vtest_frames(2)):
+        stamp = STAMP0 + index * 100_000_000
+        client.image_pub.publish(client.image_msg(image, stamp))
+        assert client.spin_until(lambda s=stamp: answer(client, s) is not None, 60), \
+            node.output()
+        msg = answer(client, stamp)
+        expected = exported.process(image,
+                                    correspondence_stride=DEFAULTS.correspondence_stride)
+        assert len(expected.persons) > 0, "test model should detect something"
+        assert len(msg.persons) == len(expected.persons)
+        for got, want in zip(msg.persons, expected.persons, strict=True):
+            assert got.score == pytest.approx(want.score, rel=1e-4, abs=1e-5)
+            assert (got.roi.x_offset, got.roi.y_offset, got.roi.width, got.roi.height) \
+                == want.roi
+        # and the exported model is the eager one: same detections within export tolerance
+        reference = eager.infer(image)
+        assert len(reference) == len(msg.persons)
+        got_scores = sorted(p.score for p in msg.persons)
+        want_scores = sorted(reference.scores.tolist())
+        assert got_scores == pytest.approx(want_scores, abs=1e-4)
