@@ -154,6 +154,19 @@ _PART_LUT = np.zeros((256, 1, 3), dtype=np.uint8)
 _PART_LUT[: NUM_CHARTS + 1, 0] = PART_COLORS_BGR
 
 
+def _union_region(persons: list[PersonIUV], height: int, width: int):
+    """(rows, cols) slices of the smallest image region holding every person's box, or None."""
+    if not persons:
+        return None
+    x0 = max(0, min(p.box[0] for p in persons))
+    y0 = max(0, min(p.box[1] for p in persons))
+    x1 = min(width, max(p.box[2] for p in persons))
+    y1 = min(height, max(p.box[3] for p in persons))
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
 def draw_overlay(image_bgr: np.ndarray, result: DensePoseResult, alpha: float = 0.6,
                  persons: list[PersonIUV] | None = None) -> np.ndarray:
     """A copy of `image_bgr` with body charts coloured by part, boxes and scores drawn.
@@ -166,13 +179,15 @@ def draw_overlay(image_bgr: np.ndarray, result: DensePoseResult, alpha: float = 
     persons = person_iuv_charts(result) if persons is None else persons
     iuv = full_frame_iuv(result, persons)
     out = image_bgr.copy()
-    labels = iuv[:, :, 0]
-    colors = cv2.LUT(cv2.merge([labels, labels, labels]), _PART_LUT)
-    # Brightness from 55% to 100% with U, so the surface coordinates show inside a part.
-    shade = cv2.convertScaleAbs(iuv[:, :, 1], alpha=115.0 / 255.0, beta=140.0)
-    colors = cv2.multiply(colors, cv2.merge([shade, shade, shade]), scale=1.0 / 255.0)
-    blended = cv2.addWeighted(image_bgr, 1.0 - alpha, colors, alpha, 0.0)
-    cv2.copyTo(blended, (labels > 0).view(np.uint8), out)
+    region = _union_region(persons, *result.image_size)
+    if region is not None:  # colour only where persons are: the rest stays a plain copy
+        labels, u_bytes, source = iuv[region + (0,)], iuv[region + (1,)], image_bgr[region]
+        colors = cv2.LUT(cv2.cvtColor(labels, cv2.COLOR_GRAY2BGR), _PART_LUT)
+        # Brightness from 55% to 100% with U, so the surface coordinates show inside a part.
+        shade = cv2.convertScaleAbs(u_bytes, alpha=115.0 / 255.0, beta=140.0)
+        colors = cv2.multiply(colors, cv2.cvtColor(shade, cv2.COLOR_GRAY2BGR), scale=1.0 / 255)
+        blended = cv2.addWeighted(source, 1.0 - alpha, colors, alpha, 0.0)
+        cv2.copyTo(blended, (labels > 0).view(np.uint8), out[region])
     thickness = max(1, round(min(result.image_size) / 300))
     for person in persons:
         x0, y0, x1, y1 = person.box
