@@ -151,3 +151,22 @@ def test_bf16_precision_keeps_float32_outputs(light_model, small_image):  # noqa
     assert result.charts.u.dtype == torch.float32
     assert (result.boxes[:, 2] <= 320).all() and (result.boxes[:, 3] <= 240).all()
     assert len(result) > 0
+
+
+def test_batched_forward_equals_single_images(light_model, small_image):  # noqa: F811
+    """Two images in one batch give each image's own results (same size, so the padding is
+    the same: with detectron2's conventions padding to a larger batch changes border values)."""
+    model, cfg = light_model
+    first = preprocess_image(small_image, cfg.input, resize=False)
+    second = preprocess_image(np.ascontiguousarray(small_image[::-1]), cfg.input, resize=False)
+    batch = torch.cat([first.tensor, second.tensor])
+    sizes = [first.input_size, second.input_size]
+    with torch.inference_mode():
+        batched = model(batch, sizes)
+        alone = [model(first.tensor, sizes[:1])[0], model(second.tensor, sizes[1:])[0]]
+    assert len(batched[0][0]) != len(batched[1][0]) or not torch.equal(batched[0][0],
+                                                                        batched[1][0])
+    for (boxes, scores, charts), (boxes1, scores1, charts1) in zip(batched, alone, strict=True):
+        torch.testing.assert_close(boxes, boxes1, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(scores, scores1, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(charts.fine_segm, charts1.fine_segm, atol=1e-3, rtol=1e-3)
