@@ -1,7 +1,8 @@
 """The node's own overhead per frame: everything except the model's forward pass.
 
 Stages, for a 640x480 bgr8 frame with 1, 5 and 20 persons (chart outputs of the
-predictor's real shape, 112x112, with random values; boxes of typical pedestrian size):
+predictor's real shape with random values: 56x56 for the light default configuration and
+112x112 for the R-50/101 s1x ones; boxes of typical pedestrian size):
 decode (sensor_msgs/Image -> array), charts (per-person IUV at box resolution and
 correspondences), iuv (full-frame IUV image), messages (building DensePersonArray and the
 IUV Image), serialise (CDR, as rclpy does before sending), publish (rclpy publish to a
@@ -23,6 +24,7 @@ import torch
 
 from densepose_ros.frame_processor import FrameProcessor
 from densepose_ros.image_codec import decode_image
+from densepose_ros.modeling.config import LIGHT_CONFIG_NAME, get_config
 from densepose_ros.structures import DensePoseChartOutput, DensePoseResult
 
 WIDTH, HEIGHT = 640, 480
@@ -30,7 +32,7 @@ PERSON_COUNTS = (1, 5, 20)
 REPEATS = 30
 
 
-def synthetic_result(persons: int, seed: int = 0) -> DensePoseResult:
+def synthetic_result(persons: int, seed: int = 0, m: int = 112) -> DensePoseResult:
     """Boxes of 60-160 x 120-320 px with random chart logits (the real output shapes)."""
     gen = torch.Generator().manual_seed(seed)
     w = torch.randint(60, 160, (persons,), generator=gen).float()
@@ -38,7 +40,6 @@ def synthetic_result(persons: int, seed: int = 0) -> DensePoseResult:
     x1 = (torch.rand(persons, generator=gen) * (WIDTH - w)).floor()
     y1 = (torch.rand(persons, generator=gen) * (HEIGHT - h)).floor()
     boxes = torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
-    m = 112
     charts = DensePoseChartOutput(
         coarse_segm=torch.randn(persons, 2, m, m, generator=gen),
         fine_segm=torch.randn(persons, 25, m, m, generator=gen),
@@ -80,11 +81,13 @@ def main() -> int:
     results = {}
     print(f"node overhead per frame, {WIDTH}x{HEIGHT}, median of {args.repeats} runs (ms); "
           f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}")
-    header = f"{'persons':>8} {'decode':>8} {'charts':>8} {'iuv':>8} {'messages':>9} " \
+    header = f"{'M':>4} {'persons':>8} {'decode':>8} {'charts':>8} {'iuv':>8} {'messages':>9} " \
              f"{'serialise':>10} {'publish':>8} {'total':>8}"
     print(header)
-    for persons in PERSON_COUNTS:
-        result = synthetic_result(persons)
+    light = get_config(LIGHT_CONFIG_NAME).densepose.heatmap_size
+    cases = [(light, n) for n in PERSON_COUNTS] + [(112, n) for n in PERSON_COUNTS]
+    for m, persons in cases:
+        result = synthetic_result(persons, m=m)
         times: dict[str, list[float]] = {k: [] for k in
                                           ("decode", "charts", "iuv", "messages", "serialise",
                                            "publish", "total")}
@@ -114,8 +117,8 @@ def main() -> int:
             times["total"].append((t3 - t0) + (t5 - t4))
             rclpy.spin_once(node, timeout_sec=0)
         medians = {k: 1000 * statistics.median(v) for k, v in times.items()}
-        results[persons] = medians
-        print(f"{persons:>8} {medians['decode']:>8.2f} {medians['charts']:>8.2f} "
+        results[f"M{m}_persons{persons}"] = medians
+        print(f"{m:>4} {persons:>8} {medians['decode']:>8.2f} {medians['charts']:>8.2f} "
               f"{medians['iuv']:>8.2f} {medians['messages']:>9.2f} {medians['serialise']:>10.2f} "
               f"{medians['publish']:>8.2f} {medians['total']:>8.2f}")
     print("total = decode + charts + iuv + messages + publish (publish includes serialising)")
