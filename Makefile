@@ -25,8 +25,10 @@ test: setup lint
 	@$(RUN) DENSEPOSE_REQUIRE_ROS=1 python -m pytest $(PYTEST_ARGS)
 
 # On a CUDA machine: the GPU extras, then only the GPU tests, where a skip is a failure.
+# onnxruntime and onnxruntime-gpu install the same module: the CPU wheel goes first.
 test-gpu: setup
-	@$(RUN) pip install -q -r requirements/gpu.txt -c requirements/torch.txt && \
+	@$(RUN) pip uninstall -q -y onnxruntime && \
+	  pip install -q -r requirements/gpu.txt -c requirements/torch.txt && \
 	  DENSEPOSE_REQUIRE_GPU=1 python -m pytest -m gpu $(PYTEST_ARGS)
 
 bench: setup

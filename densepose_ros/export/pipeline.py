@@ -32,7 +32,7 @@ from densepose_ros.modeling.config import ModelConfig
 from densepose_ros.modeling.model import ROI_LEVELS, RPN_LEVELS
 from densepose_ros.modeling.rpn import RPN
 from densepose_ros.preprocess import preprocess_image
-from densepose_ros.runtime.base import InferenceSettings
+from densepose_ros.runtime.base import Backend, InferenceSettings
 from densepose_ros.structures import DensePoseChartOutput, DensePoseResult, StageTimings
 
 GraphRunner = Callable[[str, torch.Tensor], dict[str, torch.Tensor]]
@@ -144,3 +144,20 @@ def _to_source(scale_xy: tuple[float, float], source_size: tuple[int, int],
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
     return DensePoseResult(boxes, scores.to("cpu", torch.float32), charts.to("cpu"),
                            source_size)
+
+
+class GraphBackend(Backend):
+    """A backend whose work is a ``SplitPipeline`` (onnxruntime, TensorRT): subclasses set
+    ``self.pipeline`` and ``self._description``."""
+
+    pipeline: SplitPipeline
+    _description: str = ""
+
+    def infer(self, image_bgr: np.ndarray) -> DensePoseResult:
+        return self.pipeline(image_bgr)
+
+    def configure(self, settings: InferenceSettings) -> None:
+        self.pipeline.configure(settings)
+
+    def describe(self) -> str:
+        return self._description

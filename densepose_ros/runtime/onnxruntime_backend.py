@@ -18,9 +18,8 @@ import torch
 
 from densepose_ros.export.bundle import OnnxBundle, file_sha256, is_bundle, load_bundle
 from densepose_ros.export.graphs import GRAPH_NAMES
-from densepose_ros.export.pipeline import SplitPipeline
-from densepose_ros.runtime.base import Backend, BackendUnavailable, InferenceSettings
-from densepose_ros.structures import DensePoseResult
+from densepose_ros.export.pipeline import GraphBackend, SplitPipeline
+from densepose_ros.runtime.base import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     return gpu + [CPU_PROVIDER]
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(GraphBackend):
     name = "onnxruntime"
 
     def __init__(self, bundle: OnnxBundle, device: str = "auto", untrained: bool = False,
@@ -143,6 +142,12 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def untrained(cls, config_name: str | None, device: str = "auto") -> OnnxRuntimeBackend:
         """Untrained model (seed 0, as ``TorchBackend.untrained``), exported into the cache."""
+        return cls(cls.untrained_bundle(config_name), device, untrained=True,
+                   source="untrained")
+
+    @staticmethod
+    def untrained_bundle(config_name: str | None) -> OnnxBundle:
+        """The cached export of the seeded untrained model (exported on first use)."""
         from densepose_ros.export.onnx_export import export_model, state_sha256
         from densepose_ros.modeling import build_model
         from densepose_ros.modeling.config import LIGHT_CONFIG_NAME, get_config
@@ -153,20 +158,9 @@ class OnnxRuntimeBackend(Backend):
         digest = state_sha256(model)
         target = export_cache_dir(digest, cfg.name)
         if is_bundle(target):
-            bundle = load_bundle(target)
-        else:
-            bundle = _export_into(target, lambda work: export_model(
-                model, cfg, work, model_sha256=digest, progress=log.info))
-        return cls(bundle, device, untrained=True, source="untrained")
-
-    def infer(self, image_bgr: np.ndarray) -> DensePoseResult:
-        return self.pipeline(image_bgr)
-
-    def configure(self, settings: InferenceSettings) -> None:
-        self.pipeline.configure(settings)
-
-    def describe(self) -> str:
-        return self._description
+            return load_bundle(target)
+        return _export_into(target, lambda work: export_model(
+            model, cfg, work, model_sha256=digest, progress=log.info))
 
     def close(self) -> None:
         self.sessions = {}
