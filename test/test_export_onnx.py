@@ -254,3 +254,17 @@ def test_infer_cli_runs_on_the_onnxruntime_backend(exports, tmp_path, capsys):
     assert cli_main(["infer", str(tmp_path / "street.png"), "--weights", str(folder),
                      "--backend", "torch", "--out", str(out), "--no-progress"]) == 1
     assert "needs a .pth" in capsys.readouterr().err
+
+
+def test_auto_on_cpu_uses_onnxruntime_only_with_an_export_at_hand(exports, light_weights,  # noqa: F811
+                                                                  tmp_path, monkeypatch):
+    from densepose_ros.runtime import available_backends, create_backend
+
+    monkeypatch.setenv("DENSEPOSE_CACHE_DIR", str(tmp_path / "empty_cache"))
+    folder, _ = exports("R_18_FPN_lite")
+    backend, reason = create_backend("auto", folder, "cpu")
+    assert backend.name == "onnxruntime" and "ONNX export" in reason
+    backend, reason = create_backend("auto", light_weights, "cpu")
+    assert backend.name == "torch" and "no ONNX export of these weights is cached" in reason
+    if not torch.cuda.is_available():
+        assert available_backends()["tensorrt"].startswith("unavailable")

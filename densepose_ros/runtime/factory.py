@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
 # The measurement the CPU choice rests on (benchmarks/bench_backends.py, light model,
 # 640x480, median end-to-end); update it with the benchmark.
-CPU_MEASUREMENT = "CPU_MEASUREMENT_PLACEHOLDER"
+CPU_MEASUREMENT = ("onnxruntime measured 1.4-2.2x faster than eager PyTorch end to end "
+                   "on a 2-core CPU (light model, 640x480, 1/5/20 persons)")
 
 
 def resolve_weights(weights: str | Path | None) -> Path | None:
@@ -90,16 +91,19 @@ def choose_auto(path: Path | None, device: str, available: dict[str, str]) -> tu
 
     usable = {k for k, v in available.items() if not v.startswith("unavailable")}
     gpu = device.startswith("cuda") or (device in ("", "auto") and torch.cuda.is_available())
-    if path is not None and path.is_dir() and "onnxruntime" in usable and not gpu:
-        return "onnxruntime", "auto: the weights are an ONNX export"
+    is_export = path is not None and path.is_dir()
+    has_export = is_export or _export_at_hand(path)
     if gpu:
         if "tensorrt" in usable and path is not None:
             return "tensorrt", f"auto: GPU with TensorRT ({available['tensorrt']})"
-        if "onnxruntime" in usable and _onnx_gpu_providers() and _export_at_hand(path):
+        if "onnxruntime" in usable and _onnx_gpu_providers() and has_export:
             return "onnxruntime", "auto: GPU, no TensorRT; onnxruntime has a GPU provider"
-        return "torch", f"auto: GPU; TensorRT {available['tensorrt']}; eager PyTorch on CUDA"
-    if "onnxruntime" in usable and _export_at_hand(path):
-        return "onnxruntime", f"auto: CPU; an ONNX export is cached and {CPU_MEASUREMENT}"
+        if not is_export:
+            return "torch", f"auto: GPU; TensorRT {available['tensorrt']}; eager PyTorch on " \
+                            "CUDA"
+    if "onnxruntime" in usable and has_export:
+        where = "the weights are an ONNX export" if is_export else "an ONNX export is cached"
+        return "onnxruntime", f"auto: {where}, and {CPU_MEASUREMENT}"
     why = ("onnxruntime is not installed" if "onnxruntime" not in usable
            else "no ONNX export of these weights is cached (run `densepose export` or "
                 "backend:=onnxruntime once)")
