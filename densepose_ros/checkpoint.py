@@ -31,20 +31,36 @@ _COUNTER_SUFFIX = "num_batches_tracked"
 
 
 def save_weights(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig,
-                 metadata: dict[str, Any] | None = None) -> Path:
-    """Write `model`'s weights with its configuration, atomically (temp file + rename)."""
+                 metadata: dict[str, Any] | None = None,
+                 storage_dtype: torch.dtype | None = None,
+                 training_state: dict[str, Any] | None = None) -> Path:
+    """Write `model`'s weights with its configuration, atomically (temp file + rename).
+
+    `storage_dtype` (e.g. ``torch.float16``) stores the floating-point tensors in that type
+    (half the file size); ``load_model`` casts them back to the model's float32.
+    `training_state` (optimiser state, iteration, ...) is kept under ``"training_state"``
+    for resuming; ``load_model`` ignores it."""
     if getattr(model, "norms_folded", False):
         raise ValueError("cannot save a model whose norms were folded for inference; "
                          "save the model as loaded or trained")
     path = Path(path)
+
+    def stored(tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.detach().cpu()
+        if storage_dtype is not None and torch.is_floating_point(tensor):
+            tensor = tensor.to(storage_dtype)
+        return tensor.contiguous()
+
     payload = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "config_name": cfg.name,
         "config": cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "state_dict": {k: stored(v) for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
+    if training_state is not None:
+        payload["training_state"] = training_state
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

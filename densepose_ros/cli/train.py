@@ -1,0 +1,62 @@
+"""``densepose train``: train DensePose R-CNN from a YAML config plus ``key=value`` overrides.
+
+    densepose train --config config/train/lite_synthetic.yaml
+    densepose train --config config/train/lite_synthetic.yaml --resume solver.max_iter=30000
+    densepose train --export runs/default/last.pth models/densepose_default.pth
+
+See docs/training_and_evaluation.md ("Training") for the configuration keys and run files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="training YAML (config/train/*.yaml); keys not given keep the "
+                             "defaults of densepose_ros.training.config.TrainConfig")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="override config keys, dotted for nested ones "
+                             "(solver.base_lr=0.002 output_dir=runs/x)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/last.pth (optimiser, step and RNG "
+                             "state included)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--export", nargs=2, type=Path, metavar=("CHECKPOINT", "OUT"),
+                        default=None,
+                        help="instead of training: write CHECKPOINT's weights without the "
+                             "training state to OUT (float16 unless --fp32)")
+    parser.add_argument("--fp32", action="store_true", help="with --export: keep float32")
+
+
+def run(args: argparse.Namespace) -> int:
+    from densepose_ros.training.config import TrainConfigError, load_train_config
+    from densepose_ros.training.trainer import TrainingError, export_weights, train
+
+    if args.export is not None:
+        source, out = args.export
+        try:
+            path = export_weights(source, out, half=not args.fp32)
+        except (OSError, ValueError) as error:
+            print(f"densepose train: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    try:
+        cfg = load_train_config(args.config, args.overrides)
+    except TrainConfigError as error:
+        print(f"densepose train: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    except TrainingError as error:
+        print(f"densepose train: {error}", file=sys.stderr)
+        return 2
+    print(f"trained steps {result.start_iteration}..{result.iteration} in "
+          f"{result.seconds:.0f} s; checkpoint {result.checkpoint}")
+    if result.final_weights is not None:
+        print(f"final weights: {result.final_weights}")
+    return 0

@@ -1,0 +1,478 @@
+"""The training loop: data, optimiser, schedule, checkpoints, resume, logging and previews.
+
+A run directory (``TrainConfig.output_dir``) holds:
+
+- ``last.pth``: the resumable checkpoint, written atomically every ``checkpoint_period``
+  steps and at the end. It is an ordinary weights file (``load_model`` reads it) with the
+  optimiser, gradient-scaler and RNG state, the step and the training configuration added
+  under ``training_state``;
+- ``model_final.pth``: the weights alone, when ``solver.max_iter`` is reached;
+- ``metrics.jsonl``: one JSON line per logged step (losses, learning rate, seconds/step);
+- ``loss_curve.png``: the total and per-group losses so far (redrawn at each checkpoint);
+- ``previews/iter_NNNNNNN.png`` and TensorBoard (``tb/``): scalars and images of the model's
+  prediction next to the ground truth.
+
+``--resume`` restarts from ``last.pth``: at most ``checkpoint_period`` steps are lost. The
+configuration given on resume is used (so ``solver.max_iter`` can be raised to train on);
+the model must be the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from densepose_ros.checkpoint import (
+    check_state_dict,
+    import_detectron2,
+    read_weights,
+    save_weights,
+)
+from densepose_ros.data.batching import TrainingBatch, collate_samples
+from densepose_ros.data.dataset import DatasetSpec, build_training_dataset
+from densepose_ros.modeling.config import ModelConfig, get_config
+from densepose_ros.modeling.model import DensePoseRCNN, build_model
+from densepose_ros.training.config import TrainConfig, train_config_from_dict
+from densepose_ros.training.detection import training_step_losses
+
+LAST_CHECKPOINT = "last.pth"
+FINAL_WEIGHTS = "model_final.pth"
+METRICS_FILE = "metrics.jsonl"
+LOSS_CURVE = "loss_curve.png"
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or continue (bad checkpoint, diverged loss, ...)."""
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of ``train``.
+
+    Attributes:
+        output_dir: the run directory.
+        start_iteration: steps already done when this call started (0, or the resumed one).
+        iteration: steps done when it returned.
+        checkpoint: path of ``last.pth``.
+        final_weights: ``model_final.pth`` if ``max_iter`` was reached, else None.
+        seconds: wall time of this call.
+    """
+
+    output_dir: Path
+    start_iteration: int
+    iteration: int
+    checkpoint: Path
+    final_weights: Path | None
+    seconds: float
+
+
+# -- learning rate -----------------------------------------------------------------------------
+def learning_rate(cfg: TrainConfig, iteration: int) -> float:
+    """Learning rate of step `iteration` (0-based): linear warm-up, then steps or cosine."""
+    solver = cfg.solver
+    if solver.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(iteration, solver.max_iter)
+                                       / solver.max_iter))
+    else:
+        factor = solver.gamma ** sum(iteration >= step for step in solver.steps)
+    if iteration < solver.warmup_iters:
+        alpha = iteration / solver.warmup_iters
+        factor *= solver.warmup_factor * (1.0 - alpha) + alpha
+    return solver.base_lr * factor
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    # No weight decay on norms and biases (as detectron2's WEIGHT_DECAY_NORM = 0 default).
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or ".norm." in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.solver.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.solver.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.solver.base_lr)
+    return torch.optim.SGD(groups, lr=cfg.solver.base_lr, momentum=cfg.solver.momentum)
+
+
+# -- data ---------------------------------------------------------------------------------------
+class EndlessShuffle(Sampler[int]):
+    """Dataset indices in a fresh random order per pass, forever (seeded)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            yield from torch.randperm(self.size, generator=generator).tolist()
+
+
+def build_loader(cfg: TrainConfig, model_cfg: ModelConfig, seed: int) -> DataLoader:
+    specs = [DatasetSpec(e.annotations, images=e.images, symmetry=e.symmetry, ratio=e.ratio)
+             for e in cfg.datasets]
+    try:
+        dataset = build_training_dataset(specs, cfg.augmentation, seed=cfg.seed)
+    except (OSError, ValueError) as error:
+        raise TrainingError(f"cannot load the training data: {error}") from error
+    if len(dataset) == 0:
+        raise TrainingError("the training data has no image with a person")
+    input_cfg = model_cfg.input
+
+    def collate(samples):
+        return collate_samples(samples, input_cfg)
+
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=EndlessShuffle(len(dataset),
+                                                                                 seed),
+                      num_workers=cfg.num_workers, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed),
+                      persistent_workers=cfg.num_workers > 0)
+
+
+def batch_to(batch: TrainingBatch, device: torch.device) -> TrainingBatch:
+    return TrainingBatch(images=batch.images.to(device, non_blocking=True),
+                         image_sizes=batch.image_sizes,
+                         targets=[t.to(device) for t in batch.targets],
+                         image_ids=batch.image_ids, sources=batch.sources)
+
+
+# -- model and checkpoints ---------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
+    """The model to train: from scratch (seeded) or from `init_weights`."""
+    try:
+        model_cfg = get_config(cfg.model)
+    except ValueError as error:
+        raise TrainingError(str(error)) from error
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg)
+    if cfg.init_weights:
+        path = Path(cfg.init_weights)
+        try:
+            if path.suffix == ".pkl":
+                state = import_detectron2(path, model_cfg.name)
+            else:
+                try:
+                    file_cfg, state, _ = read_weights(path)
+                    if file_cfg.name != model_cfg.name:
+                        raise TrainingError(f"{path} holds model {file_cfg.name}, the "
+                                            f"config trains {model_cfg.name}")
+                except ValueError as error:
+                    if "detectron2" not in str(error):
+                        raise
+                    state = import_detectron2(path, model_cfg.name)
+            check_state_dict(model.state_dict(), state, str(path))
+        except (OSError, ValueError) as error:
+            raise TrainingError(f"cannot start from {path}: {error}") from error
+        model.load_state_dict(state, strict=True)
+    return model, model_cfg
+
+
+def read_training_checkpoint(path: Path) -> tuple[ModelConfig, dict, dict[str, Any]]:
+    """Model config, state dict and training state of a resumable checkpoint."""
+    try:
+        model_cfg, state, _ = read_weights(path)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise TrainingError(f"cannot resume from {path}: {error}") from error
+    training_state = payload.get("training_state")
+    required = ("iteration", "optimizer", "rng")
+    if not isinstance(training_state, dict) or any(k not in training_state for k in required):
+        raise TrainingError(f"cannot resume from {path}: it has no training state (a weights "
+                            "file, not a training checkpoint); start with init_weights= instead")
+    return model_cfg, state, training_state
+
+
+# -- logging ------------------------------------------------------------------------------------
+LOSS_GROUPS = {
+    "rpn": ("loss_rpn_cls", "loss_rpn_loc"),
+    "box": ("loss_cls", "loss_box_reg"),
+    "densepose": ("loss_densepose_U", "loss_densepose_V", "loss_densepose_I",
+                  "loss_densepose_S"),
+}
+_CURVE_COLORS = {"total": (40, 40, 40), "rpn": (200, 120, 0), "box": (0, 150, 0),
+                 "densepose": (0, 0, 220)}
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+    return rows
+
+
+def draw_loss_curve(rows: list[dict[str, Any]], path: Path, width: int = 900,
+                    height: int = 500) -> None:
+    """PNG of the logged total and per-group losses against the step (log scale)."""
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 20, 40, 50
+    cv2.putText(canvas, "training loss (log scale) vs step", (left, 25),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    series = {"total": [(r["iteration"], r["loss"]) for r in rows]}
+    for group, names in LOSS_GROUPS.items():
+        series[group] = [(r["iteration"], sum(r.get(n, 0.0) for n in names)) for r in rows]
+    values = [v for points in series.values() for _, v in points if v > 0]
+    if rows and values:
+        steps = [r["iteration"] for r in rows]
+        x0, x1 = min(steps), max(max(steps), min(steps) + 1)
+        y0, y1 = math.log10(min(values)), math.log10(max(values))
+        y1 = max(y1, y0 + 1e-3)
+
+        def to_px(step: float, value: float) -> tuple[int, int]:
+            x = left + (step - x0) / (x1 - x0) * (width - left - right)
+            y = top + (y1 - math.log10(max(value, 1e-12))) / (y1 - y0) * (height - top - bottom)
+            return int(x), int(y)
+
+        cv2.rectangle(canvas, (left, top), (width - right, height - bottom), (0, 0, 0), 1)
+        for frac in (0.0, 0.5, 1.0):
+            value = 10 ** (y0 + frac * (y1 - y0))
+            _, y = to_px(x0, value)
+            cv2.putText(canvas, f"{value:.3g}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+            step = x0 + frac * (x1 - x0)
+            x, _ = to_px(step, 10 ** y0)
+            cv2.putText(canvas, f"{int(step)}", (x - 15, height - bottom + 20),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for k, (name, points) in enumerate(series.items()):
+            pts = np.array([to_px(s, v) for s, v in points if v > 0], np.int32)
+            if len(pts) > 1:
+                cv2.polylines(canvas, [pts], False, _CURVE_COLORS[name], 1, cv2.LINE_AA)
+            cv2.putText(canvas, name, (width - right - 110, top + 20 + 18 * k),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, _CURVE_COLORS[name], 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), canvas)
+
+
+def preview_image(model: DensePoseRCNN, model_cfg: ModelConfig, batch: TrainingBatch
+                  ) -> np.ndarray:
+    """BGR image: the model's prediction (left) next to the ground truth (right) of the
+    batch's first image; ground truth drawn as boxes and annotated points coloured by chart."""
+    from densepose_ros.postprocess import PART_COLORS_BGR, draw_overlay
+    from densepose_ros.predictor import DensePosePredictor
+
+    h, w = batch.image_sizes[0]
+    mean = torch.tensor(model_cfg.input.pixel_mean).view(3, 1, 1)
+    std = torch.tensor(model_cfg.input.pixel_std).view(3, 1, 1)
+    pixels = (batch.images[0, :, :h, :w].cpu() * std + mean).clamp(0, 255).byte()
+    image = np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+    if model_cfg.input.color_order == "RGB":
+        image = np.ascontiguousarray(image[:, :, ::-1])
+    # A copy: the predictor folds norms and changes the memory layout in place.
+    snapshot = copy.deepcopy(model).cpu().eval()
+    predictor = DensePosePredictor(snapshot, model_cfg, device="cpu", resize=False)
+    predicted = draw_overlay(image, predictor(image))
+    truth = image.copy()
+    targets = batch.targets[0].to("cpu")
+    for k, box in enumerate(targets.boxes.tolist()):
+        x1, y1, x2, y2 = (int(round(c)) for c in box)
+        cv2.rectangle(truth, (x1, y1), (x2, y2), (255, 255, 255), 1)
+        of_person = targets.point_instance == k
+        for (px, py), part in zip(targets.point_xy[of_person].tolist(),
+                                  targets.point_part[of_person].tolist(), strict=True):
+            cx = int(x1 + px / 256.0 * (x2 - x1))
+            cy = int(y1 + py / 256.0 * (y2 - y1))
+            cv2.circle(truth, (cx, cy), 2, tuple(int(c) for c in PART_COLORS_BGR[part]), -1)
+    for canvas, label in ((predicted, "prediction"), (truth, "ground truth")):
+        cv2.putText(canvas, label, (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([predicted, truth], axis=1)
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "sampling": generator.get_state()}
+
+
+def _restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampling"])
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> TrainingResult:
+    """Train per `cfg` (see the module docstring); `stop_after` ends this call after that many
+    steps (a checkpoint is written) without finishing the run."""
+    cfg.validate()
+    started = time.time()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / LAST_CHECKPOINT
+    device = resolve_device(cfg.device)
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    use_amp = cfg.amp and device.type == "cuda"
+    sampling_generator = torch.Generator()
+    sampling_generator.manual_seed(cfg.seed)
+
+    training_state: dict[str, Any] | None = None
+    if resume:
+        if not checkpoint_path.is_file():
+            raise TrainingError(f"--resume: no checkpoint {checkpoint_path} to resume from")
+        model_cfg, state, training_state = read_training_checkpoint(checkpoint_path)
+        if model_cfg.name != cfg.model:
+            raise TrainingError(f"--resume: {checkpoint_path} trains {model_cfg.name}, the "
+                                f"config says {cfg.model}")
+        model = build_model(model_cfg)
+        model.load_state_dict(state, strict=True)
+    else:
+        model, model_cfg = initial_model(cfg)
+    model.to(device).train()
+    optimizer = build_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_iteration = 0
+    if training_state is not None:
+        try:
+            optimizer.load_state_dict(training_state["optimizer"])
+            if "scaler" in training_state and use_amp:
+                scaler.load_state_dict(training_state["scaler"])
+        except (ValueError, KeyError) as error:
+            raise TrainingError(f"--resume: optimiser state does not fit ({error})") from error
+        _restore_rng(training_state["rng"], sampling_generator)
+        start_iteration = int(training_state["iteration"])
+    # Data order depends on where the run (re)starts, so a resumed run sees new batches.
+    loader = build_loader(cfg, model_cfg, seed=cfg.seed * 1_000_003 + start_iteration)
+
+    metrics_path = out / METRICS_FILE
+    if start_iteration == 0:
+        metrics_path.unlink(missing_ok=True)
+    else:  # drop lines logged after the checkpoint (the lost interval)
+        kept = [r for r in read_metrics(metrics_path) if r["iteration"] <= start_iteration]
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    writer = _summary_writer(out / "tb")
+
+    def save_checkpoint(iteration: int) -> None:
+        state = {"iteration": iteration, "optimizer": optimizer.state_dict(),
+                 "rng": _rng_state(sampling_generator), "train_config": cfg.to_dict()}
+        if use_amp:
+            state["scaler"] = scaler.state_dict()
+        save_weights(checkpoint_path, model, model_cfg,
+                     metadata={"iteration": iteration},
+                     training_state=state)
+        draw_loss_curve(read_metrics(metrics_path), out / LOSS_CURVE)
+
+    max_iter = cfg.solver.max_iter
+    end_iteration = max_iter if stop_after is None else min(max_iter,
+                                                            start_iteration + stop_after)
+    bar = tqdm(total=max_iter, initial=start_iteration, desc="densepose train", unit="it",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    iteration = start_iteration
+    step_clock = time.time()
+    with metrics_path.open("a") as metrics_file:
+        data = iter(loader)
+        while iteration < end_iteration:
+            batch = batch_to(next(data), device)
+            lr = learning_rate(cfg, iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                output = training_step_losses(model, batch, cfg.detection,
+                                              sampling_generator)
+            loss = output.total()
+            if not torch.isfinite(loss):
+                values = {k: float(v) for k, v in output.losses.items()}
+                raise TrainingError(f"loss is not finite at step {iteration + 1}: {values}; "
+                                    "lower solver.base_lr or raise solver.warmup_iters")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            grad_norm = float("nan")
+            if cfg.solver.clip_grad_norm > 0:
+                scaler.unscale_(optimizer)
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                                 cfg.solver.clip_grad_norm))
+            scaler.step(optimizer)
+            scaler.update()
+            iteration += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+
+            if iteration % cfg.log_period == 0 or iteration == end_iteration:
+                now = time.time()
+                row = {"iteration": iteration, "loss": loss.item(), "lr": lr,
+                       "grad_norm": grad_norm,
+                       "seconds_per_iter": (now - step_clock) / cfg.log_period,
+                       "positive_anchors": output.num_positive_anchors,
+                       "foreground_rois": output.num_foreground_rois,
+                       **{k: v.item() for k, v in output.losses.items()}}
+                step_clock = now
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+                if writer is not None:
+                    for key, value in row.items():
+                        if key != "iteration":
+                            writer.add_scalar(f"train/{key}", value, iteration)
+            if cfg.preview_period and iteration % cfg.preview_period == 0:
+                preview = preview_image(model, model_cfg, batch)
+                preview_path = out / "previews" / f"iter_{iteration:07d}.png"
+                preview_path.parent.mkdir(exist_ok=True)
+                cv2.imwrite(str(preview_path), preview)
+                if writer is not None:
+                    writer.add_image("preview/prediction_vs_truth",
+                                     preview[:, :, ::-1].copy(), iteration, dataformats="HWC")
+            if iteration % cfg.checkpoint_period == 0 or iteration == end_iteration:
+                metrics_file.flush()
+                save_checkpoint(iteration)
+    bar.close()
+    if writer is not None:
+        writer.close()
+    final = None
+    if iteration >= max_iter:
+        final = save_weights(out / FINAL_WEIGHTS, model, model_cfg,
+                             metadata={"iteration": iteration})
+    return TrainingResult(out, start_iteration, iteration, checkpoint_path, final,
+                          time.time() - started)
+
+
+def _summary_writer(path: Path):
+    """TensorBoard writer, or None when tensorboard is not installed (logs still go to
+    metrics.jsonl and loss_curve.png)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("densepose train: tensorboard not installed; no TensorBoard logs",
+              file=sys.stderr)
+        return None
+    return SummaryWriter(str(path))
+
+
+def export_weights(checkpoint: Path | str, out: Path | str, half: bool = True) -> Path:
+    """Weights of a training checkpoint without its training state, float16 if `half`."""
+    model_cfg, state, metadata = read_weights(checkpoint)
+    model = build_model(model_cfg)
+    model.load_state_dict(state, strict=True)
+    metadata["stored_as"] = "float16" if half else "float32"
+    return save_weights(out, model, model_cfg, metadata=metadata,
+                        storage_dtype=torch.float16 if half else None)
+
+
+def checkpoint_train_config(path: Path | str) -> TrainConfig:
+    """The training configuration stored in a resumable checkpoint."""
+    _, _, training_state = read_training_checkpoint(Path(path))
+    return train_config_from_dict(training_state["train_config"])
