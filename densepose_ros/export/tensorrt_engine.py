@@ -106,8 +106,17 @@ def profiles_for(bundle: OnnxBundle, graph: str, options: EngineBuildOptions
     cfg = bundle.config
     spec = bundle.graphs[graph].inputs[0]
     if graph == BACKBONE:
-        sizes = list(options.input_sizes) or [bundle.input_size]
-        opt = bundle.input_size if bundle.input_size in sizes else sizes[0]
+        sizes = list(options.input_sizes)
+        if not sizes:
+            # Every frame the configuration's resize can produce, either orientation: the
+            # short side at min_size, the long one up to max_size (and down to half the
+            # short side, for frames run without resize).
+            div = cfg.input.size_divisibility
+            short = -(-cfg.input.min_size // (2 * div)) * div
+            long = -(-cfg.input.max_size // div) * div
+            sizes = [(short, short), (long, long)]
+        opt = bundle.input_size if bundle.input_size in sizes or not options.input_sizes \
+            else sizes[0]
         low = (min(h for h, _ in sizes), min(w for _, w in sizes))
         high = (max(h for h, _ in sizes), max(w for _, w in sizes))
         return {spec.name: [[1, 3, *low], [1, 3, *opt], [1, 3, *high]]}
@@ -182,6 +191,11 @@ def ensure_engines(bundle: OnnxBundle, options: EngineBuildOptions | None = None
     return paths
 
 
+def _parser_error(error) -> str:
+    describe = getattr(error, "desc", None)  # ParserError.desc() in TensorRT 10
+    return describe() if callable(describe) else str(error)
+
+
 def _why_rebuild(path: Path, expected: EngineInfo) -> str | None:
     sidecar = path.with_suffix(".json")
     if not path.is_file() or not sidecar.is_file():
@@ -205,7 +219,8 @@ def build_engine(bundle: OnnxBundle, graph: str, path: Path, info: EngineInfo,
     parser = trt.OnnxParser(network, logger)
     onnx_path = bundle.path(graph)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = "; ".join(_parser_error(parser.get_error(i))
+                           for i in range(parser.num_errors))
         raise EngineError(f"{onnx_path}: TensorRT cannot parse this graph: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,

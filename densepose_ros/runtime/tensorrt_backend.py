@@ -18,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from densepose_ros.export.bundle import OnnxBundle, is_bundle, load_bundle
@@ -32,6 +33,7 @@ from densepose_ros.export.tensorrt_engine import (
     mismatch,
 )
 from densepose_ros.runtime.base import BackendUnavailable
+from densepose_ros.structures import DensePoseResult
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class TrtEngine:
         self.outputs = [n for n in names if n not in self.inputs]
         dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
                   trt.DataType.INT32: torch.int32, trt.DataType.INT64: torch.int64}
+        unknown = [n for n in names if self.engine.get_tensor_dtype(n) not in dtypes]
+        if unknown:
+            raise EngineError(f"{path}: unexpected tensor types of {', '.join(unknown)}")
         self.dtypes = {n: dtypes[self.engine.get_tensor_dtype(n)] for n in names}
         self.limits = {n: self.engine.get_tensor_profile_shape(n, 0) for n in self.inputs}
 
@@ -101,6 +106,9 @@ class TensorRTBackend(GraphBackend):
         self.untrained = untrained
         self.engines = {g: TrtEngine(engines[g], self.device) for g in GRAPH_NAMES}
         self.pipeline = SplitPipeline(bundle.config, self.run_graph, device=self.device)
+        # A stream of our own: TensorRT warns about (and serialises on) the legacy default
+        # stream; the glue and the engines are enqueued on this one, in order.
+        self.stream = torch.cuda.Stream(self.device)
         precision = json.loads(engines[GRAPH_NAMES[0]].with_suffix(".json").read_text())
         self._description = (f"tensorrt/{torch.cuda.get_device_name(self.device)} "
                              f"{precision['precision']} {bundle.config.name} "
@@ -109,6 +117,10 @@ class TensorRTBackend(GraphBackend):
 
     def run_graph(self, graph: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.engines[graph](tensor)
+
+    def infer(self, image_bgr: np.ndarray) -> DensePoseResult:
+        with torch.cuda.stream(self.stream):
+            return self.pipeline(image_bgr)
 
     @classmethod
     def from_bundle(cls, bundle: OnnxBundle, device: str = "cuda", untrained: bool = False,
