@@ -138,7 +138,7 @@ class FrameProcessor:
             timings["iuv"] = time.perf_counter() - start
         if want_overlay:
             start = time.perf_counter()
-            outputs.overlay = postprocess.draw_overlay(image_bgr, result)
+            outputs.overlay = postprocess.draw_overlay(image_bgr, result, persons=charts)
             timings["overlay"] = time.perf_counter() - start
         return outputs
 
