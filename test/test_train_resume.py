@@ -151,3 +151,32 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
                                       "output_dir": str(tmp_path / "run"), "device": "cpu"}))
     assert cli_main(["train", "--config", str(config)]) == 2
     assert "cannot load the training data" in capsys.readouterr().err
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path_factory):
+    data = tiny_synth_set(tmp_path_factory)
+    root = tmp_path_factory.mktemp("sigterm")
+    run = root / "run"
+    cfg = tiny_train_config(data, run, checkpoint_period=100)  # no periodic checkpoint
+    cfg.solver.max_iter = 50
+    config = root / "train.yaml"
+    config.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict()))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(_command(config, "torch_threads=1"), cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and process.poll() is None:
+            if _logged_steps(run)[-1:] >= [2]:
+                break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    _, _, metadata = read_weights(run / LAST_CHECKPOINT)
+    assert metadata["iteration"] == _logged_steps(run)[-1] >= 2
+    assert f"trained steps 0..{metadata['iteration']}" in output
+    assert not (run / FINAL_WEIGHTS).exists()

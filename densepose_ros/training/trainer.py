@@ -12,7 +12,8 @@ A run directory (``TrainConfig.output_dir``) holds:
 - ``previews/iter_NNNNNNN.png`` and TensorBoard (``tb/``): scalars and images of the model's
   prediction next to the ground truth.
 
-``--resume`` restarts from ``last.pth``: at most ``checkpoint_period`` steps are lost. The
+``--resume`` restarts from ``last.pth``: at most ``checkpoint_period`` steps are lost
+(none after SIGINT/SIGTERM, which stop after the current step with a checkpoint). The
 configuration given on resume is used (so ``solver.max_iter`` can be raised to train on);
 the model must be the same.
 """
@@ -22,7 +23,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -315,10 +318,37 @@ def _restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["sampling"])
 
 
+class _StopRequest:
+    """SIGINT/SIGTERM during training: finish the current step, checkpoint, stop (a signal
+    landing inside an optimiser step would otherwise leave half-updated weights)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ndensepose train: stopping after this step (checkpoint follows); "
+              "signal again to stop at once", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           stop_after: int | None = None) -> TrainingResult:
     """Train per `cfg` (see the module docstring); `stop_after` ends this call after that many
-    steps (a checkpoint is written) without finishing the run."""
+    steps (a checkpoint is written) without finishing the run. SIGINT/SIGTERM end it after
+    the current step, with a checkpoint."""
     cfg.validate()
     started = time.time()
     out = Path(cfg.output_dir)
@@ -385,9 +415,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     iteration = start_iteration
     step_clock = time.time()
-    with metrics_path.open("a") as metrics_file:
+    with metrics_path.open("a") as metrics_file, _StopRequest() as stop:
         data = iter(loader)
-        while iteration < end_iteration:
+        while iteration < end_iteration and not stop.requested:
             batch = batch_to(next(data), device)
             lr = learning_rate(cfg, iteration)
             for group in optimizer.param_groups:
@@ -436,7 +466,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 if writer is not None:
                     writer.add_image("preview/prediction_vs_truth",
                                      preview[:, :, ::-1].copy(), iteration, dataformats="HWC")
-            if iteration % cfg.checkpoint_period == 0 or iteration == end_iteration:
+            if (iteration % cfg.checkpoint_period == 0 or iteration == end_iteration
+                    or stop.requested):
                 metrics_file.flush()
                 save_checkpoint(iteration)
     bar.close()
