@@ -91,16 +91,22 @@ class TrtEngine:
         return {k: v.float() for k, v in outputs.items()}
 
 
+def cuda_device(device: str) -> torch.device:
+    """The CUDA device for ``device`` ('', 'auto', 'cuda', 'cuda:N'), or why there is none."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("the tensorrt backend needs a CUDA device; none is available")
+    resolved = torch.device("cuda" if device in ("", "auto") else device)
+    if resolved.type != "cuda":
+        raise BackendUnavailable(f"the tensorrt backend runs on CUDA, not '{device}'")
+    return resolved
+
+
 class TensorRTBackend(GraphBackend):
     name = "tensorrt"
 
     def __init__(self, bundle: OnnxBundle, engines: dict[str, Path], device: str = "cuda",
                  untrained: bool = False, source: str = ""):
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("the tensorrt backend needs a CUDA device")
-        self.device = torch.device("cuda" if device in ("", "auto") else device)
-        if self.device.type != "cuda":
-            raise BackendUnavailable(f"the tensorrt backend runs on CUDA, not '{device}'")
+        self.device = cuda_device(device)
         torch.cuda.set_device(self.device)
         self.bundle = bundle
         self.untrained = untrained
@@ -125,6 +131,7 @@ class TensorRTBackend(GraphBackend):
     @classmethod
     def from_bundle(cls, bundle: OnnxBundle, device: str = "cuda", untrained: bool = False,
                     source: str = "") -> TensorRTBackend:
+        cuda_device(device)  # before any (minutes-long) engine build
         precision = os.environ.get(PRECISION_ENV, "fp16")
         options = EngineBuildOptions(precision=precision)
         if precision == "int8":
