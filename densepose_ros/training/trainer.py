@@ -415,6 +415,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     iteration = start_iteration
     step_clock = time.time()
+    window: dict[str, float] = {}
+    window_steps = 0
     with metrics_path.open("a") as metrics_file, _StopRequest() as stop:
         data = iter(loader)
         while iteration < end_iteration and not stop.requested:
@@ -442,16 +444,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             iteration += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+            # logged values are means over the steps since the previous log line
+            window["loss"] = window.get("loss", 0.0) + loss.item()
+            window["grad_norm"] = window.get("grad_norm", 0.0) + grad_norm
+            window["positive_anchors"] = (window.get("positive_anchors", 0.0)
+                                          + output.num_positive_anchors)
+            window["foreground_rois"] = (window.get("foreground_rois", 0.0)
+                                         + output.num_foreground_rois)
+            for name, value in output.losses.items():
+                window[name] = window.get(name, 0.0) + value.item()
+            window_steps += 1
 
-            if iteration % cfg.log_period == 0 or iteration == end_iteration:
+            if (iteration % cfg.log_period == 0 or iteration == end_iteration
+                    or stop.requested):
                 now = time.time()
-                row = {"iteration": iteration, "loss": loss.item(), "lr": lr,
-                       "grad_norm": grad_norm,
-                       "seconds_per_iter": (now - step_clock) / cfg.log_period,
-                       "positive_anchors": output.num_positive_anchors,
-                       "foreground_rois": output.num_foreground_rois,
-                       **{k: v.item() for k, v in output.losses.items()}}
-                step_clock = now
+                row = {"iteration": iteration, "lr": lr,
+                       "seconds_per_iter": (now - step_clock) / window_steps,
+                       **{name: total / window_steps for name, total in window.items()}}
+                window, window_steps, step_clock = {}, 0, now
                 metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()
                 if writer is not None:
