@@ -54,17 +54,28 @@ class Difference:
     box_px: float
     score: float
     chart: float  # largest over the four chart outputs, relative to their largest value
+    charts_compared: int = 0  # detections whose charts entered `chart`
 
 
-def compare(reference, exported) -> Difference:
+def compare(reference, exported, chart_box_tol: float | None = None) -> Difference:
+    """With ``chart_box_tol``, charts are compared only for detections whose boxes agree to
+    that many pixels: RoIAlign on a shifted box reads other features, so a box that drifted
+    (measured by ``box_px``) says nothing about the DensePose graph's own accuracy."""
     count = (len(reference), len(exported))
     if count[0] != count[1] or count[0] == 0:
         return Difference(count, float("inf") if count[0] != count[1] else 0.0, 0.0, 0.0)
-    chart = max(float((getattr(reference.charts, n) - getattr(exported.charts, n)).abs().max()
-                      / getattr(reference.charts, n).abs().max().clamp(min=1e-6))
-                for n in CHARTS)
-    return Difference(count, float((reference.boxes - exported.boxes).abs().max()),
-                      float((reference.scores - exported.scores).abs().max()), chart)
+    box_error = (reference.boxes - exported.boxes).abs().amax(dim=1)
+    same = box_error <= chart_box_tol if chart_box_tol is not None else box_error >= 0
+    def relative_error(name: str) -> float:
+        ref, exp = getattr(reference.charts, name), getattr(exported.charts, name)
+        if not same.any():
+            return 0.0
+        return float((ref[same] - exp[same]).abs().max() / ref.abs().max().clamp(min=1e-6))
+
+    chart = max(relative_error(n) for n in CHARTS)
+    return Difference(count, float(box_error.max()),
+                      float((reference.scores - exported.scores).abs().max()), chart,
+                      int(same.sum()))
 
 
 @pytest.fixture(scope="session")
@@ -125,11 +136,15 @@ def test_r50_legacy_matches_pytorch_on_full_size_parity_image(exports):
     """The detectron2 parity setting: 800x1067, no resize, stand-in model-zoo weights."""
     reference, exported = backends(exports, "R_50_FPN_s1x_legacy",
                                    InferenceSettings(resize_shortest_edge=0))
-    diff = compare(reference.infer(parity_image()), exported.infer(parity_image()))
+    diff = compare(reference.infer(parity_image()), exported.infer(parity_image()),
+                   chart_box_tol=0.05)
     print("R_50_FPN_s1x_legacy full size", diff)
     assert diff.count == (19, 19)  # detectron2 finds 19 here too
-    # measured 2.2 px / 1.2e-3 / 0.019: the stand-in weights amplify rounding (docs/model.md)
-    assert diff.box_px < 4.0 and diff.score < 5e-3 and diff.chart < 0.05, diff
+    # boxes: measured 1.3-2.2 px at most, depending on thread count; the stand-in weights
+    # amplify rounding (docs/model.md); most boxes agree far closer, and on those the
+    # DensePose graph must match
+    assert diff.box_px < 4.0 and diff.score < 5e-3, diff
+    assert diff.charts_compared >= 10 and diff.chart < 0.05, diff
 
 
 @pytest.mark.parametrize("name", [n for n in CONFIG_NAMES if n != "R_18_FPN_lite"])
