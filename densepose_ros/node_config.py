@@ -27,8 +27,8 @@ class NodeConfig:
 
     # --- model -------------------------------------------------------------------------
     weights: str = _param(
-        "", "Model file (.pth from `densepose import-d2`/`train`, or .onnx/.engine for those "
-        "backends). Empty: the bundled default model.")
+        "", "Model: a .pth file (from `densepose import-d2`/`train`) or an export folder (from "
+        "`densepose export`, for onnxruntime/tensorrt). Empty: the bundled default model.")
     allow_untrained: bool = _param(
         False, "If no weights are available, run an UNTRAINED model of `untrained_config` "
         "(outputs are meaningless; for plumbing tests only). Logged loudly.")
