@@ -81,3 +81,11 @@ def test_rviz_config_shows_the_node_outputs():
     config = yaml.safe_load((ROOT / "rviz" / "densepose.rviz").read_text())
     topics = {d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]}
     assert {"/densepose/debug_image", "/densepose/iuv", "/densepose/surface_points"} <= topics
+
+
+def test_readme_parameter_table_is_current():
+    from densepose_ros.node_config import markdown_table
+
+    assert markdown_table() in (ROOT / "README.md").read_text(), (
+        "README parameter table is stale: paste `python -m densepose_ros.node_config`"
+    )
