@@ -52,6 +52,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def untrained_weights(tmp_path_factory) -> Path:
+    """One seeded, untrained light model in the project's weight format, for node tests."""
+    from node_fixtures import make_test_weights
+
+    return make_test_weights(tmp_path_factory.mktemp("weights") / "untrained_light.pth")
+
+
+@pytest.fixture
+def client(rclpy_context):
+    """Test-side ROS client of the node (see node_fixtures.RosClient)."""
+    from node_fixtures import RosClient
+
+    client = RosClient(rclpy_context)
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def ros_domain(monkeypatch) -> int:
     """A ROS domain of this test alone, exported to this process and its children."""

@@ -9,9 +9,14 @@ import cv2
 import numpy as np
 
 from densepose_ros import paths
+from densepose_ros.node_config import NodeConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO_ROOT / "config" / "densepose.yaml"
+# Source-image stamp of the first test frame (ns).
+STAMP0 = 1_700_000_000_000_000_000
+# Node defaults the tests compare against.
+DEFAULTS = NodeConfig()
 # Low enough that the small untrained test model's detections get through.
 TEST_SCORE_THRESHOLD = 0.05
 

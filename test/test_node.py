@@ -9,38 +9,29 @@ import numpy as np
 import pytest
 
 from densepose_ros.frame_processor import FrameProcessor
-from densepose_ros.node_config import NodeConfig
 from densepose_ros.runtime import InferenceSettings
 from densepose_ros.runtime.torch_backend import TorchBackend
 
 from node_fixtures import (
+    DEFAULTS,
+    STAMP0,
     TEST_SCORE_THRESHOLD,
-    RosClient,
-    make_test_weights,
     node_args,
     vtest_frames,
 )
 
 pytestmark = pytest.mark.ros
-DEFAULTS = NodeConfig()
-STAMP0 = 1_700_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return make_test_weights(tmp_path_factory.mktemp("weights") / "untrained_light.pth")
+def weights(untrained_weights):
+    return untrained_weights
 
 
 @pytest.fixture(scope="module")
 def frames():
     return vtest_frames(3)
 
-
-@pytest.fixture
-def client(rclpy_context):
-    client = RosClient(rclpy_context)
-    yield client
-    client.close()
 
 
 def start_node(ros_process, weights, *extra):

@@ -6,27 +6,24 @@ import pytest
 
 from densepose_ros.export.onnx_export import export_weights
 from densepose_ros.frame_processor import FrameProcessor
-from densepose_ros.node_config import NodeConfig
 from densepose_ros.runtime import InferenceSettings
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from densepose_ros.runtime.torch_backend import TorchBackend
 
 from node_fixtures import (
+    DEFAULTS,
+    STAMP0,
     TEST_SCORE_THRESHOLD,
-    RosClient,
-    make_test_weights,
     node_args,
     vtest_frames,
 )
 
 pytestmark = pytest.mark.ros
-DEFAULTS = NodeConfig()
-STAMP0 = 1_700_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return make_test_weights(tmp_path_factory.mktemp("weights") / "untrained_light.pth")
+def weights(untrained_weights):
+    return untrained_weights
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +32,6 @@ def export_folder(weights, tmp_path_factory):
     export_weights(weights, out, progress=lambda _: None)
     return out
 
-
-@pytest.fixture
-def client(rclpy_context):
-    client = RosClient(rclpy_context)
-    yield client
-    client.close()
 
 
 def stamp_ns(header) -> int:
