@@ -3,6 +3,10 @@
 Reports box AP, AP over GPS and GPSm (needs ``--geodesics``: ``anny`` for the synthetic
 data, or a surface ``.npz`` for SMPL-based DensePose-COCO), mask IoU, per-part accuracy
 and U/V error; writes the JSON report to ``--out`` and prints a table.
+
+The model runs on any backend (``--backend onnxruntime`` evaluates an ONNX export, i.e.
+what the node runs); ``--save-predictions`` keeps its outputs so that ``--predictions``
+evaluates them again without the model.
 """
 
 from __future__ import annotations
@@ -20,12 +24,22 @@ from densepose_ros.evaluation.evaluator import (
     EvaluationConfig,
     format_report,
 )
+from densepose_ros.evaluation.prediction_file import (
+    PredictionFileError,
+    load_predictions,
+    save_predictions,
+)
 
 _DEFAULTS = EvaluationConfig()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="model weights (.pth of this package)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", help="model weights (.pth of this package, or an ONNX "
+                                          "export folder for --backend onnxruntime)")
+    source.add_argument("--predictions", default=None,
+                        help="evaluate predictions saved by --save-predictions instead of "
+                             "running a model")
     parser.add_argument("--data", required=True, help="DensePose-COCO annotation JSON")
     parser.add_argument("--images", default=None,
                         help="images directory (default: images/ next to the JSON if it "
@@ -35,7 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(see docs/training_and_evaluation.md); without it GPS/GPSm AP "
                              "are not computed")
     parser.add_argument("--out", default=None, help="write the JSON report here")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--backend", default="torch",
+                        choices=("torch", "onnxruntime", "tensorrt"),
+                        help="inference backend (default: %(default)s)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or auto (default: %(default)s; tensorrt "
+                             "always runs on CUDA)")
+    parser.add_argument("--save-predictions", default=None, metavar="NPZ",
+                        help="also write the model's predictions here (for --predictions)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images")
     parser.add_argument("--min-threshold", type=float, default=_DEFAULTS.dense_min_threshold,
                         help="lowest GPS/GPSm threshold (default: %(default)s)")
@@ -47,8 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from densepose_ros.data.dataset import default_images_dir, read_image
-    from densepose_ros.evaluation.gps import ImagePredictions
+    from densepose_ros.data.dataset import default_images_dir
     from densepose_ros.evaluation.surface import load_surface_metric
 
     try:
@@ -57,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"densepose eval: {error}", file=sys.stderr)
         return 2
     images_dir = Path(args.images) if args.images else default_images_dir(args.data)
-    if not images_dir.is_dir():
+    if not args.predictions and not images_dir.is_dir():
         print(f"densepose eval: images directory not found: {images_dir}", file=sys.stderr)
         return 2
     surface = None
@@ -69,27 +89,21 @@ def run(args: argparse.Namespace) -> int:
             return 2
     else:
         print("densepose eval: no --geodesics given; GPS/GPSm AP are skipped", file=sys.stderr)
-    if not Path(args.weights).is_file():
-        print(f"densepose eval: weights not found: {args.weights}", file=sys.stderr)
-        return 2
-    from densepose_ros.predictor import DensePosePredictor
-
-    predictor = DensePosePredictor.from_weights(args.weights, device=args.device)
     config = EvaluationConfig(dense_min_threshold=args.min_threshold,
                               point_frame_size=args.point_frame,
                               per_part_kappa=not args.paper_kappa)
     evaluator = DensePoseEvaluator(surface, config, surface_name=str(args.geodesics or ""))
     records = annotations.images[:args.limit] if args.limit else annotations.images
-    try:
-        for record in tqdm(records, desc="densepose eval", unit="img"):
-            image = read_image(images_dir / record.file_name)
-            prediction = ImagePredictions.from_result(record.id, predictor(image))
-            evaluator.add_image(record, prediction)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"densepose eval: {error}", file=sys.stderr)
-        return 2
+    if args.predictions:
+        code = _add_saved_predictions(args.predictions, records, evaluator)
+        source = {"predictions": str(args.predictions)}
+    else:
+        code = _add_model_predictions(args, records, images_dir, evaluator)
+        source = {"weights": str(args.weights), "backend": args.backend}
+    if code:
+        return code
     report = evaluator.report()
-    report.settings.update(weights=str(args.weights), data=str(args.data))
+    report.settings.update(data=str(args.data), **source)
     print(format_report(report))
     if args.out:
         out = Path(args.out)
@@ -98,3 +112,60 @@ def run(args: argparse.Namespace) -> int:
         print(f"report written to {out}")
     return 0
 
+
+def _add_model_predictions(args: argparse.Namespace, records: list, images_dir: Path,
+                           evaluator: DensePoseEvaluator) -> int:
+    from densepose_ros.data.dataset import read_image
+    from densepose_ros.evaluation.gps import ImagePredictions
+    from densepose_ros.runtime import BackendUnavailable, create_backend
+
+    if not Path(args.weights).exists():
+        print(f"densepose eval: weights not found: {args.weights}", file=sys.stderr)
+        return 2
+    device = "cuda" if args.backend == "tensorrt" else args.device
+    try:
+        backend, _ = create_backend(args.backend, args.weights, device)
+    except (BackendUnavailable, ValueError, OSError, RuntimeError) as error:
+        print(f"densepose eval: cannot load {args.weights} on {args.backend}: {error}",
+              file=sys.stderr)
+        return 2
+    saved = []
+    try:
+        for record in tqdm(records, desc="densepose eval", unit="img"):
+            image = read_image(images_dir / record.file_name)
+            prediction = ImagePredictions.from_result(record.id, backend.infer(image))
+            evaluator.add_image(record, prediction)
+            if args.save_predictions:
+                saved.append(prediction)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"densepose eval: {error}", file=sys.stderr)
+        return 2
+    finally:
+        backend.close()
+    if args.save_predictions:
+        path = save_predictions(args.save_predictions, saved, metadata={
+            "weights": str(args.weights), "backend": args.backend, "data": str(args.data)})
+        print(f"predictions written to {path}")
+    return 0
+
+
+def _add_saved_predictions(path: str, records: list, evaluator: DensePoseEvaluator) -> int:
+    try:
+        predictions, _ = load_predictions(path)
+    except PredictionFileError as error:
+        print(f"densepose eval: {error}", file=sys.stderr)
+        return 2
+    by_id = {p.image_id: p for p in predictions}
+    missing = [r.id for r in records if r.id not in by_id]
+    if missing:
+        print(f"densepose eval: {path} has no predictions for {len(missing)} of the "
+              f"{len(records)} images (e.g. image id {missing[0]}); evaluate the same data "
+              "(and --limit) they were saved for", file=sys.stderr)
+        return 2
+    try:
+        for record in records:
+            evaluator.add_image(record, by_id[record.id])
+    except ValueError as error:
+        print(f"densepose eval: {error}", file=sys.stderr)
+        return 2
+    return 0
