@@ -38,6 +38,10 @@ class NodeConfig:
         "auto", "Inference backend; auto picks the fastest available and logs why.",
         choices=("auto", "tensorrt", "onnxruntime", "torch"))
     device: str = _param("auto", "Device: auto, cpu, cuda or cuda:N.")
+    tensorrt_precision: str = _param(
+        "", "TensorRT engine precision; empty: $DENSEPOSE_TRT_PRECISION, else fp16. int8 "
+        "needs engines built beforehand (`densepose build-engine --int8 --calib ...`).",
+        choices=("", "fp16", "fp32", "int8"))
     # --- detection and output (safe to change at run time) -----------------------------
     score_threshold: float = _param(
         0.8, "Minimum detection score of a published person.", runtime=True, range_=(0.0, 1.0))
@@ -111,9 +115,13 @@ def check_value(name: str, value: Any) -> None:
     spec = {f.name: f for f in NodeConfig.specs()}[name]
     range_, choices = spec.metadata["range"], spec.metadata["choices"]
     if choices is not None and value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)} (got '{value}')")
+        raise ValueError(f"{name} must be one of {_choice_list(choices)} (got '{value}')")
     if range_ is not None and not range_[0] <= value <= range_[1]:
         raise ValueError(f"{name} must be in [{range_[0]}, {range_[1]}] (got {value})")
+
+
+def _choice_list(choices: tuple[str, ...]) -> str:
+    return ", ".join(c if c else "'' (empty)" for c in choices)
 
 
 def markdown_table() -> str:
@@ -122,7 +130,7 @@ def markdown_table() -> str:
     for spec in NodeConfig.specs():
         extra = ""
         if spec.metadata["choices"]:
-            extra = f" One of: {', '.join(spec.metadata['choices'])}."
+            extra = f" One of: {_choice_list(spec.metadata['choices'])}."
         elif spec.metadata["range"]:
             extra = f" Range {spec.metadata['range'][0]}..{spec.metadata['range'][1]}."
         runtime = "yes" if spec.metadata["runtime"] else "no"

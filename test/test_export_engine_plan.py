@@ -99,3 +99,21 @@ def test_engine_records_must_match_every_fact():
                        ("precision", "fp32"), ("onnx_sha256", "c" * 64)):
         changed = dict(record, **{key: other})
         assert key in mismatch(changed, info)
+
+
+def test_tensorrt_precision_argument_beats_environment_beats_default(monkeypatch):
+    from densepose_ros.export.tensorrt_engine import EngineBuildOptions
+    from densepose_ros.runtime import create_backend
+    from densepose_ros.runtime.tensorrt_backend import PRECISION_ENV, resolve_precision
+
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    assert resolve_precision(None) == EngineBuildOptions().precision == "fp16"
+    monkeypatch.setenv(PRECISION_ENV, "fp32")
+    assert resolve_precision(None) == "fp32"
+    assert resolve_precision("int8") == "int8"
+    monkeypatch.setenv(PRECISION_ENV, "fp8")
+    with pytest.raises(ValueError, match=PRECISION_ENV):
+        resolve_precision(None)
+    # A typo is refused on every machine, before any CUDA check or export.
+    with pytest.raises(ValueError, match="must be one of fp32, fp16, int8"):
+        create_backend("tensorrt", allow_untrained=True, tensorrt_precision="int4")

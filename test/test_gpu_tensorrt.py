@@ -145,3 +145,12 @@ def test_onnxruntime_gpu_provider(light_export):
     backend, _, result = results("onnxruntime", light_export.directory, street())
     assert "CPUExecutionProvider" not in backend.describe().split()[0]
     assert len(result) > 0
+
+
+def test_precision_argument_overrides_the_environment(light_export, cache,  # noqa: F811
+                                                     monkeypatch):
+    # the node's tensorrt_precision parameter reaches create_backend as this argument
+    monkeypatch.setenv("DENSEPOSE_TRT_PRECISION", "fp16")
+    backend, _ = create_backend("tensorrt", light_export.directory, "cuda",
+                                tensorrt_precision="fp32")
+    assert "fp32" in backend.describe()

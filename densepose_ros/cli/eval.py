@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda, cuda:N or auto (default: %(default)s; tensorrt "
                              "always runs on CUDA)")
+    parser.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default=None,
+                        help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
+                             "else fp16)")
     parser.add_argument("--save-predictions", default=None, metavar="NPZ",
                         help="also write the model's predictions here (for --predictions)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images")
@@ -124,7 +127,8 @@ def _add_model_predictions(args: argparse.Namespace, records: list, images_dir: 
         return 2
     device = "cuda" if args.backend == "tensorrt" else args.device
     try:
-        backend, _ = create_backend(args.backend, args.weights, device)
+        backend, _ = create_backend(args.backend, args.weights, device,
+                                    tensorrt_precision=args.trt_precision)
     except (BackendUnavailable, ValueError, OSError, RuntimeError) as error:
         print(f"densepose eval: cannot load {args.weights} on {args.backend}: {error}",
               file=sys.stderr)

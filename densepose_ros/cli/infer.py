@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the image's own size)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="bf16: faster on CPUs with AVX512-BF16/AMX and on GPUs")
+    parser.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default=None,
+                        help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
+                             "else fp16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         images, videos = _collect(args.paths)
-        backend, reason = create_backend(args.backend, weights, args.device)
+        backend, reason = create_backend(args.backend, weights, args.device,
+                                         tensorrt_precision=args.trt_precision)
         backend.configure(InferenceSettings(
             score_threshold=args.score_threshold,
             resize_shortest_edge=0 if args.resize == "none" else None))

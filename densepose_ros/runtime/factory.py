@@ -113,8 +113,10 @@ def choose_auto(path: Path | None, device: str, available: dict[str, str]) -> tu
 def create_backend(
     name: str, weights: str | Path | None = None, device: str = "auto", *,
     allow_untrained: bool = False, untrained_config: str = "",
+    tensorrt_precision: str | None = None,
 ) -> tuple[Backend, str]:
-    """A ready backend and the reason it was chosen.
+    """A ready backend and the reason it was chosen. `tensorrt_precision` (fp32, fp16, int8;
+    None: $DENSEPOSE_TRT_PRECISION or fp16) applies when the backend is tensorrt.
 
     Raises ``FileNotFoundError`` when no model is available (no ``weights``, no bundled
     default, and ``allow_untrained`` false), ``ValueError`` for an unusable model file and
@@ -122,6 +124,10 @@ def create_backend(
     """
     if name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend '{name}' (choose from {', '.join(BACKEND_NAMES)})")
+    if tensorrt_precision:
+        from densepose_ros.runtime.tensorrt_backend import resolve_precision
+
+        resolve_precision(tensorrt_precision)  # a typo is an error on every machine
     path = resolve_weights(weights)
     if path is None and not allow_untrained:
         raise FileNotFoundError(
@@ -148,6 +154,8 @@ def create_backend(
             raise ValueError(f"{path} is a folder (an ONNX export?): the torch backend needs "
                              "a .pth weights file")
 
+    extra = {"precision": tensorrt_precision or None} if name == "tensorrt" else {}
     if path is None:
-        return chosen.untrained(untrained_config or None, device), reason + "; UNTRAINED"
-    return chosen.from_weights(path, device), reason
+        return (chosen.untrained(untrained_config or None, device, **extra),
+                reason + "; UNTRAINED")
+    return chosen.from_weights(path, device, **extra), reason

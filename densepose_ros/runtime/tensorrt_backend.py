@@ -6,9 +6,10 @@ and the engines run on one stream without copies to the host (no pycuda).
 
 ``weights`` may be an export folder or a ``.pth`` (exported once into the cache). Engines
 come from ``ensure_engines`` (built on first use, cached, rebuilt when they do not match the
-export/TensorRT/GPU). Precision: $DENSEPOSE_TRT_PRECISION (fp32, fp16 or int8; default fp16;
-int8 needs engines built beforehand with ``densepose build-engine --int8 --calib ...``, since
-calibration images are not available at start-up).
+export/TensorRT/GPU). Precision: the ``precision`` argument, else $DENSEPOSE_TRT_PRECISION,
+else ``EngineBuildOptions``' default (fp16); int8 needs engines built beforehand with
+``densepose build-engine --int8 --calib ...``, since calibration images are not available at
+start-up.
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ from densepose_ros.structures import DensePoseResult
 log = logging.getLogger(__name__)
 
 PRECISION_ENV = "DENSEPOSE_TRT_PRECISION"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def resolve_precision(precision: str | None = None) -> str:
+    """The engine precision to use: `precision`, else $DENSEPOSE_TRT_PRECISION, else the
+    build default; ValueError for anything but fp32, fp16 or int8."""
+    chosen = precision or os.environ.get(PRECISION_ENV) or EngineBuildOptions().precision
+    if chosen not in PRECISIONS:
+        source = "precision" if precision else f"${PRECISION_ENV}"
+        raise ValueError(f"TensorRT {source} must be one of {', '.join(PRECISIONS)} "
+                         f"(got '{chosen}')")
+    return chosen
 
 
 class TrtEngine:
@@ -130,9 +143,9 @@ class TensorRTBackend(GraphBackend):
 
     @classmethod
     def from_bundle(cls, bundle: OnnxBundle, device: str = "cuda", untrained: bool = False,
-                    source: str = "") -> TensorRTBackend:
+                    source: str = "", precision: str | None = None) -> TensorRTBackend:
+        precision = resolve_precision(precision)
         cuda_device(device)  # before any (minutes-long) engine build
-        precision = os.environ.get(PRECISION_ENV, "fp16")
         options = EngineBuildOptions(precision=precision)
         if precision == "int8":
             # Calibration needs images: use engines built by `densepose build-engine --int8`.
@@ -152,19 +165,24 @@ class TensorRTBackend(GraphBackend):
         return cls(bundle, engines, device, untrained, source)
 
     @classmethod
-    def from_weights(cls, path: Path, device: str = "cuda") -> TensorRTBackend:
+    def from_weights(cls, path: Path, device: str = "cuda",
+                     precision: str | None = None) -> TensorRTBackend:
         from densepose_ros.runtime.onnxruntime_backend import cached_export
 
+        resolve_precision(precision)  # a typo fails before an export is made
         path = Path(path)
         bundle = load_bundle(path) if is_bundle(path) or path.is_dir() else cached_export(path)
-        return cls.from_bundle(bundle, device, source=path.name)
+        return cls.from_bundle(bundle, device, source=path.name, precision=precision)
 
     @classmethod
-    def untrained(cls, config_name: str | None, device: str = "cuda") -> TensorRTBackend:
+    def untrained(cls, config_name: str | None, device: str = "cuda",
+                  precision: str | None = None) -> TensorRTBackend:
         from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
+        resolve_precision(precision)
         bundle = OnnxRuntimeBackend.untrained_bundle(config_name)
-        return cls.from_bundle(bundle, device, untrained=True, source="untrained")
+        return cls.from_bundle(bundle, device, untrained=True, source="untrained",
+                               precision=precision)
 
     def release(self) -> None:
         torch.cuda.empty_cache()
