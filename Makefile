@@ -3,13 +3,14 @@
 #   make test   - lint + the whole test suite
 #   make bench  - benchmarks (medians), written to bench_output/
 #   make test-gpu - the CUDA/TensorRT tests (on a machine with an NVIDIA GPU)
+#   make default-model - reproduce models/densepose_default.pth (data, training, eval; ~2 h)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 # Run a command inside the venv with this package's colcon install sourced.
 RUN := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-gpu bench lint format clean
+.PHONY: setup demo test test-gpu bench lint format clean default-model
 
 setup:
 	@scripts/setup.sh
@@ -33,6 +34,11 @@ test-gpu: setup
 
 bench: setup
 	@$(RUN) python benchmarks/run_all.py --out bench_output $(BENCH)
+
+# RUN_DIR=... and TRAIN_ARGS="key=value ..." are passed to scripts/train_default_model.sh.
+default-model: setup
+	@$(RUN) RUN_DIR="$(or $(RUN_DIR),runs/default)" TRAIN_ARGS="$(TRAIN_ARGS)" \
+	  scripts/train_default_model.sh
 
 format: setup
 	@$(RUN) ruff check --fix . && ruff format .
