@@ -180,3 +180,31 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path_factory):
     assert metadata["iteration"] == _logged_steps(run)[-1] >= 2
     assert f"trained steps 0..{metadata['iteration']}" in output
     assert not (run / FINAL_WEIGHTS).exists()
+
+
+def test_stop_at_ends_the_call_but_keeps_the_schedule(tmp_path_factory, capsys):
+    from densepose_ros.training.config import load_train_config
+    from densepose_ros.training.trainer import learning_rate
+
+    data = tiny_synth_set(tmp_path_factory)
+    root = tmp_path_factory.mktemp("stop_at")
+    run = root / "run"
+    cfg = tiny_train_config(data, run, checkpoint_period=100, torch_threads=1)
+    cfg.solver.max_iter = 6
+    cfg.solver.warmup_iters = 0
+    config = root / "train.yaml"
+    config.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict()))))
+    assert cli_main(["train", "--config", str(config), "--no-progress", "--stop-at", "3"]) == 0
+    _, _, metadata = read_weights(run / LAST_CHECKPOINT)
+    assert metadata["iteration"] == 3
+    assert not (run / FINAL_WEIGHTS).exists()
+    # the learning rate followed the 6-step schedule, not a 3-step one
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    loaded = load_train_config(config)
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["lr"] == pytest.approx(learning_rate(loaded, 2))
+    assert learning_rate(loaded, 2) == pytest.approx(0.75 * loaded.solver.base_lr)  # 3 of 6
+    # --resume finishes the run
+    assert cli_main(["train", "--config", str(config), "--no-progress", "--resume"]) == 0
+    assert (run / FINAL_WEIGHTS).is_file()
+    assert "trained steps 3..6" in capsys.readouterr().out

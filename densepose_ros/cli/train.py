@@ -2,6 +2,7 @@
 
     densepose train --config config/train/lite_synthetic.yaml
     densepose train --config config/train/lite_synthetic.yaml --resume solver.max_iter=30000
+    densepose train --config config/train/lite_synthetic.yaml --stop-at 2000   # then --resume
     densepose train --export runs/default/last.pth models/densepose_default.pth
 
 See docs/training_and_evaluation.md ("Training") for the configuration keys and run files.
@@ -24,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last.pth (optimiser, step and RNG "
                              "state included)")
+    parser.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                        help="end this call once the run reaches STEP (checkpoint written; "
+                             "the schedule still runs to solver.max_iter, so --resume "
+                             "continues it unchanged)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--export", nargs=2, type=Path, metavar=("CHECKPOINT", "OUT"),
                         default=None,
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"densepose train: {error}", file=sys.stderr)
         return 2
     try:
-        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+        result = train(cfg, resume=args.resume, progress=not args.no_progress,
+                       stop_at=args.stop_at)
     except TrainingError as error:
         print(f"densepose train: {error}", file=sys.stderr)
         return 2

@@ -345,10 +345,11 @@ class _StopRequest:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> TrainingResult:
+          stop_after: int | None = None, stop_at: int | None = None) -> TrainingResult:
     """Train per `cfg` (see the module docstring); `stop_after` ends this call after that many
-    steps (a checkpoint is written) without finishing the run. SIGINT/SIGTERM end it after
-    the current step, with a checkpoint."""
+    steps, `stop_at` once the run reaches that step (a checkpoint is written either way, and
+    the schedule still runs to ``max_iter``, so the weights equal those of an uninterrupted
+    run at that step). SIGINT/SIGTERM end it after the current step, with a checkpoint."""
     cfg.validate()
     started = time.time()
     out = Path(cfg.output_dir)
@@ -409,8 +410,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         draw_loss_curve(read_metrics(metrics_path), out / LOSS_CURVE)
 
     max_iter = cfg.solver.max_iter
-    end_iteration = max_iter if stop_after is None else min(max_iter,
-                                                            start_iteration + stop_after)
+    end_iteration = max_iter
+    if stop_after is not None:
+        end_iteration = min(end_iteration, start_iteration + stop_after)
+    if stop_at is not None:
+        end_iteration = min(end_iteration, max(stop_at, start_iteration))
     bar = tqdm(total=max_iter, initial=start_iteration, desc="densepose train", unit="it",
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     iteration = start_iteration
