@@ -35,10 +35,10 @@ test-gpu: setup
 bench: setup
 	@$(RUN) python benchmarks/run_all.py --out bench_output $(BENCH)
 
-# RUN_DIR=... and TRAIN_ARGS="key=value ..." are passed to scripts/train_default_model.sh.
+# RUN_DIR, STOP_AT and TRAIN_ARGS="key=value ..." go to scripts/train_default_model.sh.
 default-model: setup
-	@$(RUN) RUN_DIR="$(or $(RUN_DIR),runs/default)" TRAIN_ARGS="$(TRAIN_ARGS)" \
-	  scripts/train_default_model.sh
+	@$(RUN) $(if $(RUN_DIR),RUN_DIR="$(RUN_DIR)") $(if $(STOP_AT),STOP_AT="$(STOP_AT)") \
+	  TRAIN_ARGS="$(TRAIN_ARGS)" scripts/train_default_model.sh
 
 format: setup
 	@$(RUN) ruff check --fix . && ruff format .

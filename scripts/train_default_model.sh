@@ -14,6 +14,8 @@ DATA_DIR=runs/data  # where config/train/lite_synthetic.yaml reads the training 
 TRAIN_IMAGES=${TRAIN_IMAGES:-4000}
 VAL_IMAGES=${VAL_IMAGES:-200}
 TRAIN_ARGS=${TRAIN_ARGS:-}
+# The step the shipped model was taken at (models/MODEL_CARD.md); empty: train to max_iter.
+STOP_AT=${STOP_AT-8000}
 
 render() {  # render OUT NUM SEED: a synthetic set, unless it is already complete
     if [[ ! -f "$1/annotations.json" ]]; then
@@ -24,15 +26,16 @@ render() {  # render OUT NUM SEED: a synthetic set, unless it is already complet
 render "$DATA_DIR/synth_train" "$TRAIN_IMAGES" 1
 render "$DATA_DIR/synth_val" "$VAL_IMAGES" 987654
 
+# A finished (or stopped) run resumes as a no-op; --stop-at ends at the shipped model's step.
+resume=()
+[[ -f "$RUN_DIR/last.pth" ]] && resume=(--resume)
+stop=()
+[[ -n "$STOP_AT" ]] && stop=(--stop-at "$STOP_AT")
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of key=value words
-if [[ ! -f "$RUN_DIR/model_final.pth" ]]; then
-    resume=()
-    [[ -f "$RUN_DIR/last.pth" ]] && resume=(--resume)
-    densepose train --config config/train/lite_synthetic.yaml "${resume[@]}" \
-        "output_dir=$RUN_DIR" $TRAIN_ARGS
-fi
+densepose train --config config/train/lite_synthetic.yaml "${resume[@]}" "${stop[@]}" \
+    "output_dir=$RUN_DIR" $TRAIN_ARGS
 
-densepose train --export "$RUN_DIR/model_final.pth" "$RUN_DIR/densepose_default.pth"
+densepose train --export "$RUN_DIR/last.pth" "$RUN_DIR/densepose_default.pth"
 densepose eval --weights "$RUN_DIR/densepose_default.pth" \
     --data "$DATA_DIR/synth_val/annotations.json" --geodesics anny --point-frame 256 \
     --out "$RUN_DIR/eval.json"
