@@ -32,8 +32,7 @@ def draw(points: list[tuple[int, dict]], path: Path, width: int = 800,
                 cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     steps = [s for s, _ in points]
     x0, x1 = 0, max(steps)
-    values = [read(r) for _, r in points for _, read in SERIES.values()]
-    y1 = max(10.0, 10.0 * np.ceil(max(values) / 10.0))
+    y1 = 100.0  # AP is on a 0-100 scale
 
     def to_px(step: float, value: float) -> tuple[int, int]:
         x = left + (step - x0) / max(x1 - x0, 1) * (width - left - right)
@@ -41,6 +40,8 @@ def draw(points: list[tuple[int, dict]], path: Path, width: int = 800,
         return int(x), int(y)
 
     cv2.rectangle(canvas, (left, top), (width - right, height - bottom), (0, 0, 0), 1)
+    goal_y = to_px(x0, 50.0)[1]  # the AP(GPS) goal of the default model
+    cv2.line(canvas, (left, goal_y), (width - right, goal_y), (150, 150, 150), 1, cv2.LINE_AA)
     for frac in np.linspace(0.0, 1.0, 5):
         _, y = to_px(x0, frac * y1)
         cv2.putText(canvas, f"{frac * y1:.0f}", (20, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
