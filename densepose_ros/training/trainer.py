@@ -48,6 +48,7 @@ from densepose_ros.data.batching import TrainingBatch, collate_samples
 from densepose_ros.data.dataset import DatasetSpec, build_training_dataset
 from densepose_ros.modeling.config import ModelConfig, get_config
 from densepose_ros.modeling.model import DensePoseRCNN, build_model
+from densepose_ros.plotting import Series, line_chart
 from densepose_ros.training.config import TrainConfig, train_config_from_dict
 from densepose_ros.training.detection import training_step_losses
 
@@ -231,46 +232,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def draw_loss_curve(rows: list[dict[str, Any]], path: Path, width: int = 900,
-                    height: int = 500) -> None:
+def draw_loss_curve(rows: list[dict[str, Any]], path: Path) -> None:
     """PNG of the logged total and per-group losses against the step (log scale)."""
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 20, 40, 50
-    cv2.putText(canvas, "training loss (log scale) vs step", (left, 25),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    series = {"total": [(r["iteration"], r["loss"]) for r in rows]}
+    series = [Series("total", _CURVE_COLORS["total"],
+                     [(r["iteration"], r["loss"]) for r in rows])]
     for group, names in LOSS_GROUPS.items():
-        series[group] = [(r["iteration"], sum(r.get(n, 0.0) for n in names)) for r in rows]
-    values = [v for points in series.values() for _, v in points if v > 0]
-    if rows and values:
-        steps = [r["iteration"] for r in rows]
-        x0, x1 = min(steps), max(max(steps), min(steps) + 1)
-        y0, y1 = math.log10(min(values)), math.log10(max(values))
-        y1 = max(y1, y0 + 1e-3)
-
-        def to_px(step: float, value: float) -> tuple[int, int]:
-            x = left + (step - x0) / (x1 - x0) * (width - left - right)
-            y = top + (y1 - math.log10(max(value, 1e-12))) / (y1 - y0) * (height - top - bottom)
-            return int(x), int(y)
-
-        cv2.rectangle(canvas, (left, top), (width - right, height - bottom), (0, 0, 0), 1)
-        for frac in (0.0, 0.5, 1.0):
-            value = 10 ** (y0 + frac * (y1 - y0))
-            _, y = to_px(x0, value)
-            cv2.putText(canvas, f"{value:.3g}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                        (0, 0, 0), 1, cv2.LINE_AA)
-            step = x0 + frac * (x1 - x0)
-            x, _ = to_px(step, 10 ** y0)
-            cv2.putText(canvas, f"{int(step)}", (x - 15, height - bottom + 20),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        for k, (name, points) in enumerate(series.items()):
-            pts = np.array([to_px(s, v) for s, v in points if v > 0], np.int32)
-            if len(pts) > 1:
-                cv2.polylines(canvas, [pts], False, _CURVE_COLORS[name], 1, cv2.LINE_AA)
-            cv2.putText(canvas, name, (width - right - 110, top + 20 + 18 * k),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, _CURVE_COLORS[name], 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), canvas)
+        series.append(Series(group, _CURVE_COLORS[group],
+                             [(r["iteration"], sum(r.get(n, 0.0) for n in names))
+                              for r in rows]))
+    line_chart(series, path, "training loss (log scale) vs step", log_y=True)
 
 
 def preview_image(model: DensePoseRCNN, model_cfg: ModelConfig, batch: TrainingBatch
