@@ -24,13 +24,25 @@ class CameraIntrinsics:
     width: int
     height: int
 
+    def __post_init__(self) -> None:
+        # Back-projection divides by the size and the focal lengths: refuse what cannot work
+        # here rather than fail (or return garbage) for every frame later.
+        if not (self.width > 0 and self.height > 0):
+            raise ValueError(
+                f"camera_info has no valid image size ({self.width}x{self.height})")
+        values = np.array([self.fx, self.fy, self.cx, self.cy], dtype=np.float64)
+        if not (np.isfinite(values).all() and self.fx > 0 and self.fy > 0):
+            raise ValueError(
+                f"camera_info has no valid intrinsics (fx={self.fx}, fy={self.fy}, "
+                f"cx={self.cx}, cy={self.cy})")
+
     @classmethod
     def from_k(cls, k, width: int, height: int) -> CameraIntrinsics:
-        """From the row-major 3x3 ``K`` of ``sensor_msgs/CameraInfo``."""
+        """From the row-major 3x3 ``K`` of ``sensor_msgs/CameraInfo``; ValueError when the
+        size is not positive or K has no finite, positive focal lengths."""
         k = np.asarray(k, dtype=np.float64).reshape(9)
-        if k[0] <= 0 or k[4] <= 0:
-            raise ValueError(f"camera_info has no valid focal length (K={k.tolist()})")
-        return cls(fx=k[0], fy=k[4], cx=k[2], cy=k[5], width=width, height=height)
+        return cls(fx=float(k[0]), fy=float(k[4]), cx=float(k[2]), cy=float(k[5]),
+                   width=int(width), height=int(height))
 
 
 @dataclass

@@ -66,6 +66,8 @@ class NodeStats:
     frames_in: int = 0
     frames_out: int = 0
     errors: Counter = field(default_factory=Counter)
+    # monotonic time of the newest error (None: none yet), so health can recover
+    last_error_time: float | None = None
     _in_times: deque = field(default_factory=deque)
     _out_times: deque = field(default_factory=deque)
     _latency_stamp: deque = field(default_factory=deque)
@@ -92,9 +94,17 @@ class NodeStats:
             self._push(self._latency_receive, receive_latency)
             self._push(self._inference, inference)
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: str, now: float | None = None) -> None:
         with self._lock:
             self.errors[kind] += 1
+            self.last_error_time = time.monotonic() if now is None else now
+
+    def errors_within(self, seconds: float, now: float | None = None) -> bool:
+        """Whether an error was counted in the last ``seconds``."""
+        with self._lock:
+            if self.last_error_time is None:
+                return False
+            return (time.monotonic() if now is None else now) - self.last_error_time <= seconds
 
     @staticmethod
     def _rate(times: deque) -> float:

@@ -28,20 +28,35 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from densepose_ros import image_codec
 from densepose_ros.correspondences import CameraIntrinsics
 from densepose_ros.frame_processor import FrameOutputs, FrameProcessor
 from densepose_ros.frame_slot import LatestFrameSlot, NodeStats
+from densepose_ros.input_watchdog import InputWatchdog, PublisherQoS, needs_new_subscription
 from densepose_ros.msg import DensePerson, DensePersonArray
 from densepose_ros.node_config import NodeConfig, check_value
 from densepose_ros.runtime import InferenceSettings, create_backend
 
-# Output QoS: reliable so rviz and recorders get every result; shallow to never pile up.
+# Output QoS: reliable so rviz and recorders get every result (and large images reach
+# best-effort and best-available readers intact); shallow to never pile up.
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 # Seconds between repeats of the same warning (bad input can arrive at camera rate).
 LOG_THROTTLE_S = 5.0
+# Diagnostics stay WARN this long after the last counted error, then recover to OK.
+RECENT_ERROR_S = 10.0
+# Seconds between checks of the input topics' publishers (watchdog, QoS re-choice).
+INPUT_CHECK_PERIOD_S = 0.5
+# Least seconds between two re-subscriptions of one topic (publishers may come and go).
+RESUBSCRIBE_MIN_INTERVAL_S = 2.0
+
+
+def _qos_overrides() -> QoSOverridingOptions:
+    """Users set QoS the ROS way: qos_overrides./topic.publisher|subscription.reliability,
+    .depth and .history parameters (read at start)."""
+    return QoSOverridingOptions.with_default_policies()
 
 # sensor_msgs/PointCloud2 layout of densepose/surface_points.
 SURFACE_POINT_DTYPE = np.dtype([
@@ -72,6 +87,17 @@ class _Frame:
 
     msg: Image | CompressedImage
     received: float
+
+
+@dataclass
+class _Input:
+    """One input subscription, kept so that it can be made again with a fresh QoS choice."""
+
+    msg_type: type
+    topic: str  # fully resolved (after remapping)
+    callback: object
+    subscription: object = None
+    created: float = 0.0  # monotonic time of the last (re)subscription
 
 
 def persons_message(outputs: FrameOutputs, header) -> DensePersonArray:
@@ -133,6 +159,16 @@ def surface_points_message(outputs: FrameOutputs, header) -> PointCloud2:
     return msg
 
 
+def _type_name(msg_type: type) -> str:
+    """'sensor_msgs/msg/Image' for the class sensor_msgs.msg.Image (as the graph names it)."""
+    package = msg_type.__module__.split(".")[0]
+    return f"{package}/msg/{msg_type.__name__}"
+
+
+def _policy_name(policy) -> str:
+    return policy.name.lower()
+
+
 def _descriptor(spec) -> ParameterDescriptor:
     meta = spec.metadata
     text = meta["description"]
@@ -172,15 +208,22 @@ class DensePoseNode(LifecycleNode):
         self._settings_changed = threading.Event()
         self._worker: threading.Thread | None = None
         self._running = threading.Event()
-        self._input_subscriptions = []
+        self._inputs: list[_Input] = []
+        self._watchdog: InputWatchdog | None = None
+        self._input_timer = None
         self._depth_lock = threading.Lock()
         self._latest_depth: Image | None = None
         self._intrinsics: CameraIntrinsics | None = None
+        self._camera_info_frame = ""
+        self._frame_mismatches_warned: set[tuple[str, str, str]] = set()
         self._last_error = ""
         self._last_log: dict[str, float] = {}
         self._publishers_ready = False
+        self._device_name = ""
+        self._first_frame_logged = False
 
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_pub = self.create_publisher(
+            DiagnosticArray, "/diagnostics", 10, qos_overriding_options=_qos_overrides())
         self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
         if self.config.autostart:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -203,55 +246,62 @@ class DensePoseNode(LifecycleNode):
         self._apply_settings()
         self._processor = FrameProcessor(self._backend)
         self._model_description = self._backend.describe()
+        self._device_name = self._backend.device_name()
         if getattr(self._backend, "untrained", False):
             self.get_logger().warning(
                 "RUNNING AN UNTRAINED MODEL (allow_untrained:=true): outputs are meaningless"
             )
         self.get_logger().info(f"model loaded: {self._model_description} ({reason})")
-        self._persons_pub = self.create_lifecycle_publisher(
-            DensePersonArray, "densepose/persons", OUTPUT_QOS)
-        self._iuv_pub = self.create_lifecycle_publisher(Image, "densepose/iuv", OUTPUT_QOS)
-        self._debug_pub = self.create_lifecycle_publisher(
-            Image, "densepose/debug_image", OUTPUT_QOS)
-        self._points_pub = self.create_lifecycle_publisher(
-            PointCloud2, "densepose/surface_points", OUTPUT_QOS)
+        publish = lambda msg_type, topic: self.create_lifecycle_publisher(  # noqa: E731
+            msg_type, topic, OUTPUT_QOS, qos_overriding_options=_qos_overrides())
+        self._persons_pub = publish(DensePersonArray, "densepose/persons")
+        self._iuv_pub = publish(Image, "densepose/iuv")
+        self._debug_pub = publish(Image, "densepose/debug_image")
+        self._points_pub = publish(PointCloud2, "densepose/surface_points")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=self.config.qos_depth,
-            reliability=ReliabilityPolicy.BEST_EFFORT
-            if self.config.qos_reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
-        )
+        # image_transport's convention: the compressed stream of <image> is <image>/compressed.
+        image_topic = self.resolve_topic_name("image")
         if self.config.use_compressed:
-            topic = self.resolve_topic_name("image") + "/compressed"
-            self._input_subscriptions.append(
-                self.create_subscription(CompressedImage, topic, self._on_image, qos))
+            self._inputs.append(_Input(CompressedImage, image_topic + "/compressed",
+                                       self._on_image))
         else:
-            self._input_subscriptions.append(
-                self.create_subscription(Image, "image", self._on_image, qos))
+            self._inputs.append(_Input(Image, image_topic, self._on_image))
         if self.config.use_depth:
-            self._input_subscriptions.append(
-                self.create_subscription(Image, "depth", self._on_depth, qos))
-            self._input_subscriptions.append(
-                self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+            self._inputs.append(_Input(Image, self.resolve_topic_name("depth"), self._on_depth))
+            self._inputs.append(_Input(CameraInfo, self.resolve_topic_name("camera_info"),
+                                       self._on_camera_info))
+        for entry in self._inputs:
+            self._subscribe(entry)
+        image_input = self._inputs[0]
+        self._watchdog = InputWatchdog(
+            self.config.input_timeout, image_input.topic,
+            _type_name(image_input.msg_type))
+        self._input_timer = self.create_timer(INPUT_CHECK_PERIOD_S, self._check_inputs)
+        self._first_frame_logged = False
         self._slot.reopen()
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="densepose-worker", daemon=True)
         self._worker.start()
         self._publishers_ready = True
+        qos = image_input.subscription.qos_profile
         self.get_logger().info(
-            f"active: listening on {self._input_subscriptions[0].topic_name} "
-            f"({self.config.qos_reliability}, depth {self.config.qos_depth})"
+            f"active: listening on {image_input.topic} "
+            f"({qos.reliability.name.lower()}, depth {qos.depth})"
         )
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
-        for subscription in self._input_subscriptions:
-            self.destroy_subscription(subscription)
-        self._input_subscriptions.clear()
+        if self._input_timer is not None:
+            self.destroy_timer(self._input_timer)
+            self._input_timer = None
+        for entry in self._inputs:
+            self.destroy_subscription(entry.subscription)
+        self._inputs.clear()
+        self._watchdog = None
         if self._backend is not None:
             self._backend.release()
         return super().on_deactivate(state)
@@ -275,6 +325,7 @@ class DensePoseNode(LifecycleNode):
             self._backend.close()
         self._backend, self._processor = None, None
         self._model_description = "not loaded"
+        self._device_name = ""
 
     def _stop_worker(self) -> None:
         self._publishers_ready = False
@@ -317,10 +368,76 @@ class DensePoseNode(LifecycleNode):
         ))
 
     # --- input -----------------------------------------------------------------------------
+    def _input_qos(self) -> QoSProfile:
+        reliability = {"reliable": ReliabilityPolicy.RELIABLE,
+                       "best_effort": ReliabilityPolicy.BEST_EFFORT}.get(
+            self.config.qos_reliability)
+        if reliability is None:  # best_available
+            reliability = getattr(ReliabilityPolicy, "BEST_AVAILABLE", None)
+            if reliability is None:  # Humble's rclpy has no BEST_AVAILABLE
+                reliability = ReliabilityPolicy.BEST_EFFORT
+                self._warn_once("no_best_available", "qos_reliability best_available is not "
+                                "supported by this ROS distribution: using best_effort")
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.config.qos_depth,
+                          reliability=reliability)
+
+    def _subscribe(self, entry: _Input) -> None:
+        entry.subscription = self.create_subscription(
+            entry.msg_type, entry.topic, entry.callback, self._input_qos(),
+            qos_overriding_options=_qos_overrides())
+        entry.created = time.monotonic()
+
+    def _publishers_of(self, topic: str) -> list[PublisherQoS]:
+        return [
+            PublisherQoS(
+                node=f"{info.node_namespace.rstrip('/')}/{info.node_name}",
+                topic_type=info.topic_type,
+                reliability=_policy_name(info.qos_profile.reliability),
+                durability=_policy_name(info.qos_profile.durability),
+            )
+            for info in self.get_publishers_info_by_topic(topic)
+        ]
+
+    def _resolved_reliability(self, topic: str) -> str | None:
+        """The reliability rmw chose for this node's subscription of ``topic``."""
+        for info in self.get_subscriptions_info_by_topic(topic):
+            if info.node_name == self.get_name() and \
+                    info.node_namespace == self.get_namespace():
+                return _policy_name(info.qos_profile.reliability)
+        return None
+
+    def _check_inputs(self) -> None:
+        """Periodic: choose best_available QoS again when it went stale; the watchdog."""
+        now = time.monotonic()
+        for index, entry in enumerate(self._inputs):
+            publishers = self._publishers_of(entry.topic)
+            requested = _policy_name(entry.subscription.qos_profile.reliability)
+            resolved = self._resolved_reliability(entry.topic)
+            if needs_new_subscription(requested, resolved, publishers) and \
+                    now - entry.created >= RESUBSCRIBE_MIN_INTERVAL_S:
+                # rmw picks best_available's policy once, at creation, from the publishers
+                # discovered by then (often none yet at start-up): pick again.
+                self.get_logger().info(
+                    f"subscribing to {entry.topic} again: best_available chose {resolved} "
+                    "from the publishers known when it subscribed; now there are: "
+                    f"{'; '.join(p.describe() for p in publishers)}")
+                self.destroy_subscription(entry.subscription)
+                self._subscribe(entry)
+                resolved = None
+            if index == 0 and self._watchdog is not None:
+                self._watchdog.timeout_s = self.config.input_timeout
+                warning = self._watchdog.check(now, publishers, resolved or requested)
+                if warning is not None:
+                    self.get_logger().warning(warning)
+
     def _on_image(self, msg) -> None:
         # Runs on the executor: only hand over, never decode or infer here.
-        self._stats.frame_in()
-        self._slot.put(_Frame(msg=msg, received=time.monotonic()))
+        now = time.monotonic()
+        self._stats.frame_in(now)
+        self._slot.put(_Frame(msg=msg, received=now))
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog.frame(now) is not None:
+            self.get_logger().info(f"frames arrive on {watchdog.topic} again")
 
     def _on_depth(self, msg: Image) -> None:
         with self._depth_lock:
@@ -330,10 +447,17 @@ class DensePoseNode(LifecycleNode):
         try:
             intrinsics = CameraIntrinsics.from_k(msg.k, msg.width, msg.height)
         except ValueError as error:
-            self._report("camera_info", str(error))
-            return
+            # 2D outputs go on; 3D points wait for a valid camera_info.
+            self._report("bad_camera_info", f"{error}: no 3D points until a valid one")
+            intrinsics = None
         with self._depth_lock:
             self._intrinsics = intrinsics
+            self._camera_info_frame = msg.header.frame_id
+
+    def _warn_once(self, key, text: str) -> None:
+        if key not in self._last_log:
+            self._last_log[key] = time.monotonic()
+            self.get_logger().warning(text)
 
     def _report(self, kind: str, text: str) -> None:
         """Count a bad frame and log it, at most once per LOG_THROTTLE_S for each kind."""
@@ -356,11 +480,22 @@ class DensePoseNode(LifecycleNode):
     def _depth_for(self, header) -> tuple[np.ndarray | None, CameraIntrinsics | None]:
         with self._depth_lock:
             depth_msg, intrinsics = self._latest_depth, self._intrinsics
+            info_frame = self._camera_info_frame
         if depth_msg is None or intrinsics is None:
             return None, None
         stamp = lambda h: h.stamp.sec + h.stamp.nanosec * 1e-9  # noqa: E731
-        if abs(stamp(depth_msg.header) - stamp(header)) > self.config.depth_max_age:
+        age = abs(stamp(depth_msg.header) - stamp(header))
+        if age > self.config.depth_max_age:
+            self._report("stale_depth", f"no 3D points for a frame: the newest depth is "
+                         f"{age:.3f} s from it (depth_max_age {self.config.depth_max_age} s)")
             return None, None
+        frames = (header.frame_id, depth_msg.header.frame_id, info_frame)
+        if (frames[1] != frames[0] or frames[2] != frames[0]) and frames[0]:
+            self._warn_once(("frames", *frames), (
+                f"depth frame_id '{frames[1]}' / camera_info frame_id '{frames[2]}' differ "
+                f"from the image's '{frames[0]}': 3D points are published in the image's "
+                "frame and are wrong unless the depth is aligned to the colour image "
+                "(RealSense: aligned_depth_to_color/image_raw and its camera_info)"))
         try:
             depth = image_codec.decode_depth(
                 depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step,
@@ -389,6 +524,11 @@ class DensePoseNode(LifecycleNode):
         if self._settings_changed.is_set():
             self._apply_settings()
         image = self._decode(frame.msg)
+        if not self._first_frame_logged:
+            self._first_frame_logged = True
+            self.get_logger().info(
+                f"first frame: {image.shape[1]}x{image.shape[0]} "
+                f"{getattr(frame.msg, 'encoding', None) or frame.msg.format}")
         cfg = self.config
         depth, intrinsics = self._depth_for(frame.msg.header) if cfg.use_depth else (None, None)
         want_overlay = cfg.publish_debug_image and self._debug_pub.get_subscription_count() > 0
@@ -421,18 +561,26 @@ class DensePoseNode(LifecycleNode):
         summary = self._stats.summary()
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: DensePose"
-        status.hardware_id = self._model_description
+        status.hardware_id = self._device_name
         errors = dict(self._stats.errors)
+        watchdog = self._watchdog
         if self._processor is None:
             status.level, status.message = DiagnosticStatus.ERROR, (
                 self._last_error or "model not loaded")
-        elif errors:
+        elif watchdog is not None and watchdog.warning is not None:
+            status.level, status.message = DiagnosticStatus.WARN, watchdog.warning
+        elif self._stats.errors_within(RECENT_ERROR_S):
             status.level, status.message = DiagnosticStatus.WARN, self._last_error
+        elif watchdog is not None and watchdog.publisher_count == 0:
+            status.level, status.message = DiagnosticStatus.OK, (
+                f"waiting for a publisher on {watchdog.topic}")
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
+        inputs = list(self._inputs)
         values = {
             "state": self._state_machine.current_state[1],
             "backend": self._model_description,
+            "input_topic": inputs[0].topic if inputs else "",
             "dropped_frames": self._slot.dropped,
             **summary,
             **{f"errors.{kind}": count for kind, count in sorted(errors.items())},

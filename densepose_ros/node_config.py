@@ -83,9 +83,16 @@ class NodeConfig:
         range_=(1, 400_000_000))
     # --- QoS and lifecycle -------------------------------------------------------------
     qos_reliability: str = _param(
-        "best_effort", "Reliability of the image subscriptions (sensor-data profile by "
-        "default).", choices=("best_effort", "reliable"))
+        "best_available", "Reliability of the image, depth and camera_info subscriptions. "
+        "best_available: reliable toward reliable publishers (what most camera drivers "
+        "offer; large frames need it), best effort toward best-effort ones. "
+        "`qos_overrides.<topic>.subscription.reliability` overrides it per topic.",
+        choices=("best_available", "best_effort", "reliable"))
     qos_depth: int = _param(1, "History depth of the image subscriptions.", range_=(1, 100))
+    input_timeout: float = _param(
+        5.0, "Seconds without a frame, while the image topic has publishers, before a warning "
+        "(once per episode, naming the publishers' QoS and the likely cause) and WARN "
+        "diagnostics; 0: off.", runtime=True, range_=(0.0, 3600.0))
     autostart: bool = _param(
         True, "Configure and activate on start, so plain `ros2 run` works without a "
         "lifecycle manager.")

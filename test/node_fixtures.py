@@ -48,17 +48,23 @@ def vtest_frames(count: int, size: tuple[int, int] | None = (320, 240)) -> list[
 
 
 def node_args(weights: Path, *extra: str) -> list[str]:
+    """The shipped parameter file plus what these tests must change, and why: a small seeded
+    model (the bundled one is covered by test_node_qos), a threshold its detections pass,
+    the CPU (identical numbers to the in-test reference), and fast diagnostics (tests read
+    them). QoS stays at its default."""
     return [
         "--params-file", str(PARAMS_FILE), "-p", f"weights:={weights}", "-p", "device:=cpu",
-        "-p", f"score_threshold:={TEST_SCORE_THRESHOLD}", "-p", "qos_reliability:=reliable",
-        "-p", "qos_depth:=1", "-p", "diagnostics_period:=0.2", *extra,
+        "-p", f"score_threshold:={TEST_SCORE_THRESHOLD}", "-p", "diagnostics_period:=0.2",
+        *extra,
     ]
 
 
 class RosClient:
     """Test-side rclpy node: publishes frames, collects outputs, calls node services."""
 
-    def __init__(self, context, node_name: str = "densepose"):
+    def __init__(self, context, node_name: str = "densepose", inputs: bool = True):
+        """``inputs=False``: no publishers of the node's inputs (a separate camera process
+        publishes them)."""
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
@@ -71,11 +77,15 @@ class RosClient:
         self.node = Node("densepose_test_client", context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        qos = QoSProfile(depth=300, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, "image", qos)
-        self.compressed_pub = self.node.create_publisher(CompressedImage, "image/compressed", qos)
-        self.depth_pub = self.node.create_publisher(Image, "depth", qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
+        # Inputs as camera drivers publish them: the default QoS (reliable, keep last 10).
+        if inputs:
+            self.image_pub = self.node.create_publisher(Image, "image", 10)
+            self.compressed_pub = self.node.create_publisher(
+                CompressedImage, "image/compressed", 10)
+            self.depth_pub = self.node.create_publisher(Image, "depth", 10)
+            self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", 10)
+        # Outputs as rviz and recorders read them (best available), deep enough to keep all.
+        qos = QoSProfile(depth=300, reliability=ReliabilityPolicy.BEST_AVAILABLE)
         self.persons, self.iuv, self.debug, self.points, self.diagnostics = [], [], [], [], []
         self.node.create_subscription(
             DensePersonArray, "densepose/persons", self.persons.append, qos)
@@ -122,12 +132,14 @@ class RosClient:
         msg.data = image_bgr.tobytes()
         return msg
 
+    def statuses(self):
+        """The node's DiagnosticStatus messages so far, oldest first."""
+        return [status for array in self.diagnostics for status in array.status
+                if status.name.startswith(f"{self.node_name}:")]
+
     def diagnostic_values(self) -> dict[str, str]:
-        for array in reversed(self.diagnostics):
-            for status in array.status:
-                if status.name.startswith(f"{self.node_name}:"):
-                    return {kv.key: kv.value for kv in status.values}
-        return {}
+        statuses = self.statuses()
+        return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
 
     def call(self, srv_type, name: str, request, timeout: float = 30.0):
         client = self.node.create_client(srv_type, name)

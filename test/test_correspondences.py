@@ -1,6 +1,7 @@
 """Correspondence sampling on the image grid and back-projection with depth."""
 
 import numpy as np
+import pytest
 
 from densepose_ros.correspondences import (
     CameraIntrinsics,
@@ -55,3 +56,18 @@ def test_intrinsics_of_another_resolution_are_rescaled():
         backproject(x, y, depth, small, (480, 640)), backproject(x, y, depth, large, (480, 640)),
         rtol=1e-5,
     )
+
+
+@pytest.mark.parametrize(("k", "width", "height", "what"), [
+    ([500, 0, 320, 0, 400, 240, 0, 0, 1], 0, 480, "image size"),
+    ([500, 0, 320, 0, 400, 240, 0, 0, 1], 640, 0, "image size"),
+    ([0, 0, 320, 0, 400, 240, 0, 0, 1], 640, 480, "intrinsics"),
+    ([500, 0, 320, 0, 0, 240, 0, 0, 1], 640, 480, "intrinsics"),
+    ([-500, 0, 320, 0, 400, 240, 0, 0, 1], 640, 480, "intrinsics"),
+    ([float("nan"), 0, 320, 0, 400, 240, 0, 0, 1], 640, 480, "intrinsics"),
+    ([500, 0, float("inf"), 0, 400, 240, 0, 0, 1], 640, 480, "intrinsics"),
+    ([0] * 9, 0, 0, "image size"),  # what an unconfigured driver publishes
+])
+def test_unusable_camera_info_is_refused_with_the_reason(k, width, height, what):
+    with pytest.raises(ValueError, match=f"no valid {what}"):
+        CameraIntrinsics.from_k(k, width, height)

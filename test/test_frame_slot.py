@@ -63,3 +63,12 @@ def test_stats_rates_and_percentiles():
     assert summary["latency_p50_s"] == 0.3
     assert 0.4 < summary["latency_p95_s"] <= 1.0
     assert summary["errors"] == 1 and summary["frames_out"] == 5
+
+
+def test_recent_errors_are_told_apart_from_old_ones():
+    stats = NodeStats()
+    assert not stats.errors_within(10.0, now=0.0)
+    stats.error("stale_depth", now=100.0)
+    assert stats.errors_within(10.0, now=105.0)
+    assert not stats.errors_within(10.0, now=111.0)  # health recovers; the count stays
+    assert stats.summary()["errors"] == 1 and stats.errors["stale_depth"] == 1

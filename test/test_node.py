@@ -270,3 +270,69 @@ def test_compressed_input_with_depth_gives_3d_points(ros_process, client, weight
     assert cloud.width == total and cloud.point_step == 24
     assert int(client.diagnostic_values().get("errors.corrupt", 0)) >= 1
     assert node.alive()
+
+
+def test_bad_camera_info_and_stale_depth_keep_2d_outputs_and_are_counted(
+    ros_process, client, weights, frames
+):
+    from sensor_msgs.msg import CameraInfo, Image
+
+    node = start_node(ros_process, weights, "-p", "use_depth:=true")
+    assert client.wait_for_node(), node.output()
+    image = frames[0]
+    height, width = image.shape[:2]
+    reference = publish_and_wait(client, image, STAMP0)  # no depth yet: 2D outputs only
+    assert len(reference.persons) > 0
+
+    def send_depth(stamp, info_size=(width, height), focal=300.0, frame_id="cam_optical",
+                   depth_stamp=None):
+        info = CameraInfo()
+        info.width, info.height = info_size
+        info.k = [focal, 0.0, width / 2, 0.0, focal, height / 2, 0.0, 0.0, 1.0]
+        depth = Image(height=height, width=width, encoding="16UC1", step=width * 2)
+        depth.data = np.full((height, width), 2000, np.uint16).tobytes()
+        for msg, msg_stamp in ((info, stamp), (depth, depth_stamp or stamp)):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(msg_stamp, 1_000_000_000)
+            msg.header.frame_id = frame_id
+        client.info_pub.publish(info)
+        client.depth_pub.publish(depth)
+        client.spin_for(0.3)
+
+    def assert_same_2d(msg):
+        assert [(p.roi.x_offset, p.roi.y_offset, p.roi.width, p.roi.height)
+                for p in msg.persons] == [(p.roi.x_offset, p.roi.y_offset, p.roi.width,
+                                           p.roi.height) for p in reference.persons]
+        for got, want in zip(msg.persons, reference.persons, strict=True):
+            assert bytes(got.chart_part_index) == bytes(want.chart_part_index)
+            assert list(got.point_x) == list(want.point_x)
+
+    # width/height 0 (once a ZeroDivisionError that dropped the frame), then focal length 0
+    for index, (info_size, focal) in enumerate((((0, 0), 300.0), ((width, height), 0.0))):
+        stamp = STAMP0 + (1 + index) * 1_000_000
+        send_depth(stamp, info_size=info_size, focal=focal)
+        msg = publish_and_wait(client, image, stamp)
+        assert_same_2d(msg)
+        assert all(len(p.point_xyz) == 0 for p in msg.persons)
+    # depth 1 s older than the frame (depth_max_age 0.1 s): no 3D points, counted
+    stamp = STAMP0 + 10_000_000
+    send_depth(stamp, depth_stamp=stamp - 1_000_000_000)
+    msg = publish_and_wait(client, image, stamp)
+    assert_same_2d(msg)
+    assert all(len(p.point_xyz) == 0 for p in msg.persons)
+    assert client.spin_until(
+        lambda: int(client.diagnostic_values().get("errors.stale_depth", 0)) >= 1, 10)
+    values = client.diagnostic_values()
+    assert int(values.get("errors.bad_camera_info", 0)) >= 2, values
+    assert int(values.get("errors.inference", 0)) == 0, values
+    log = node.output()
+    # one log line per kind every 5 s: the second bad camera_info is counted, not logged
+    assert log.count("camera_info has no valid image size (0x0)") == 1
+    assert "no 3D points for a frame: the newest depth is 1.000 s from it" in log
+    # valid depth in another frame than the image: 3D points, and one warning about it
+    for index in range(2):
+        stamp = STAMP0 + (20 + index) * 1_000_000
+        send_depth(stamp, frame_id="camera_depth_optical_frame")
+        msg = publish_and_wait(client, image, stamp)
+        assert all(len(p.point_xyz) == 3 * len(p.point_x) for p in msg.persons)
+    assert node.output().count("differ from the image's 'cam_optical'") == 1, node.output()
+    assert node.alive()

@@ -45,6 +45,10 @@ class Backend(ABC):
         """One line for logs and diagnostics: backend, device, model."""
         return self.name
 
+    def device_name(self) -> str:
+        """The hardware inference runs on: 'cpu' or the GPU's name (diagnostics hardware_id)."""
+        return "cpu"
+
     def release(self) -> None:  # noqa: B027 - optional hook
         """Free accelerator memory held for inference (the model may stay loaded)."""
 

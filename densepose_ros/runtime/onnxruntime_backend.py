@@ -122,9 +122,15 @@ class OnnxRuntimeBackend(GraphBackend):
         # The glue runs on the CPU: session outputs arrive there as numpy arrays.
         self.pipeline = SplitPipeline(bundle.config, self.run_graph, device="cpu")
         used = self.sessions[GRAPH_NAMES[0]].get_providers()[0]
+        self._on_gpu = used != CPU_PROVIDER
         self._description = (f"onnxruntime/{used} {bundle.config.name} "
                              f"({source or bundle.directory.name})"
                              + (" UNTRAINED" if untrained else ""))
+
+    def device_name(self) -> str:
+        if not self._on_gpu:
+            return "cpu"
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cuda"
 
     def run_graph(self, graph: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         feed = {self.input_names[graph]: np.ascontiguousarray(tensor.cpu().numpy())}

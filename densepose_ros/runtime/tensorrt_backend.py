@@ -137,6 +137,9 @@ class TensorRTBackend(GraphBackend):
     def run_graph(self, graph: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.engines[graph](tensor)
 
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device)
+
     def infer(self, image_bgr: np.ndarray) -> DensePoseResult:
         with torch.cuda.stream(self.stream):
             return self.pipeline(image_bgr)

@@ -74,6 +74,10 @@ class TorchBackend(Backend):
     def describe(self) -> str:
         return self._description
 
+    def device_name(self) -> str:
+        device = self.predictor.device
+        return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
     def release(self) -> None:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
