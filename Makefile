@@ -3,6 +3,8 @@
 #   make test   - lint + the whole test suite
 #   make bench  - benchmarks (medians), written to bench_output/
 #   make test-gpu - the CUDA/TensorRT tests (on a machine with an NVIDIA GPU)
+#   make test-launch LAUNCH_SRC=DIR - the launch files under the real ROS 2 launch, built from
+#       upstream checkouts in DIR (launch, launch_ros, osrf_pycommon, rcl_interfaces)
 #   make default-model - reproduce models/densepose_default.pth (data, training, eval; ~2 h)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -10,7 +12,7 @@ SHELL := /bin/bash
 RUN := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-gpu bench lint format clean default-model
+.PHONY: setup demo test test-gpu test-launch bench lint format clean default-model
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +33,12 @@ test-gpu: setup
 	@$(RUN) pip uninstall -q -y onnxruntime && \
 	  pip install -q -r requirements/gpu.txt -c requirements/torch.txt && \
 	  DENSEPOSE_REQUIRE_GPU=1 python -m pytest -m gpu $(PYTEST_ARGS)
+
+# The launch tests skip where `launch` is missing (pip-only ROS); here a skip is a failure.
+test-launch: setup
+	@$(RUN) scripts/launch_env.sh "$(LAUNCH_SRC)" .cache/launch_env && \
+	  source .cache/launch_env/env.sh && \
+	  DENSEPOSE_REQUIRE_LAUNCH=1 python -m pytest test/test_launch_live.py $(PYTEST_ARGS)
 
 bench: setup
 	@$(RUN) python benchmarks/run_all.py --out bench_output $(BENCH)

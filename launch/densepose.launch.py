@@ -2,70 +2,64 @@
 
     ros2 launch densepose_ros densepose.launch.py image:=/camera/color/image_raw
     ros2 launch densepose_ros densepose.launch.py camera:=/camera compressed:=true
-    ros2 launch densepose_ros densepose.launch.py params_file:=my.yaml backend:=tensorrt rviz:=true
+    ros2 launch densepose_ros densepose.launch.py camera:=/camera/camera depth:=true \\
+        image:=/camera/camera/color/image_raw \\
+        depth_image:=/camera/camera/aligned_depth_to_color/image_raw \\
+        camera_info:=/camera/camera/aligned_depth_to_color/camera_info rviz:=true
 
-Arguments: ``camera`` (namespace whose ``image_raw``, ``depth/image_raw`` and
-``camera_info`` are used when ``image`` is empty), ``image`` (explicit image topic),
-``compressed``, ``depth``, ``params_file``, ``backend``, ``weights``, ``namespace``, ``rviz``.
+`ros2 launch densepose_ros densepose.launch.py --show-args` lists the arguments. Arguments
+left empty keep the value of ``params_file``. The rules live in
+``densepose_ros.launch_plan`` (tested without `launch`); ``densepose.launch.xml`` includes
+this file.
 """
 
 import os
+import tempfile
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from densepose_ros.launch_plan import LAUNCH_ARGUMENTS, plan_node, rviz_config
 
 PACKAGE = "densepose_ros"
 
 
-def _node(context):
+def _rviz(plan, share):
+    try:
+        get_package_share_directory("rviz2")
+    except PackageNotFoundError:
+        # Without rviz2 the launch would abort and leave the node running orphaned.
+        return [LogInfo(msg="rviz:=true but rviz2 is not installed: starting without it")]
+    with open(os.path.join(share, "rviz", "densepose.rviz")) as file:
+        text = rviz_config(file.read(), plan.namespace, plan.rviz_fixed_frame)
+    fd, path = tempfile.mkstemp(prefix="densepose_", suffix=".rviz")
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    return [Node(package="rviz2", executable="rviz2", name="densepose_rviz",
+                 namespace=plan.namespace, arguments=["-d", path], output="log")]
+
+
+def _launch(context):
     share = get_package_share_directory(PACKAGE)
-    value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    camera = value("camera").rstrip("/")
-    image = value("image") or f"{camera}/image_raw"
-    remappings = [("image", image), ("image/compressed", f"{image}/compressed"),
-                  ("depth", f"{camera}/depth/image_raw"), ("camera_info", f"{camera}/camera_info")]
-    overrides = {
-        "use_compressed": value("compressed").lower() == "true",
-        "use_depth": value("depth").lower() == "true",
-        "backend": value("backend"),
-    }
-    if value("weights"):
-        overrides["weights"] = value("weights")
-    params_file = value("params_file") or os.path.join(share, "config", "densepose.yaml")
-    return [Node(
+    values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+    plan = plan_node(values, os.path.join(share, "config", "densepose.yaml"))
+    parameters = [plan.params_file] + ([plan.overrides] if plan.overrides else [])
+    node = Node(
         package=PACKAGE, executable="densepose_node", name="densepose",
-        namespace=value("namespace"), output="screen", emulate_tty=True,
-        parameters=[params_file, overrides], remappings=remappings,
-    )]
+        namespace=plan.namespace, output="screen", emulate_tty=True,
+        parameters=parameters, remappings=plan.remappings,
+        # The node is what this launch is for: when it ends, so does the launch (and rviz).
+        on_exit=Shutdown(reason="densepose_node exited"),
+    )
+    return [node] + (_rviz(plan, share) if plan.rviz else [])
 
 
 def generate_launch_description():
-    share = get_package_share_directory(PACKAGE)
     return LaunchDescription([
-        DeclareLaunchArgument("camera", default_value="/camera",
-                              description="camera namespace (image_raw, depth, camera_info)"),
-        DeclareLaunchArgument("image", default_value="",
-                              description="image topic; empty: <camera>/image_raw"),
-        DeclareLaunchArgument("compressed", default_value="false",
-                              description="subscribe to <image>/compressed (JPEG/PNG)"),
-        DeclareLaunchArgument("depth", default_value="false",
-                              description="use aligned depth + camera_info for 3D points"),
-        DeclareLaunchArgument("params_file", default_value="",
-                              description="parameters YAML; empty: the installed default"),
-        DeclareLaunchArgument("backend", default_value="auto",
-                              description="auto, tensorrt, onnxruntime or torch"),
-        DeclareLaunchArgument("weights", default_value="",
-                              description="model file; empty: value from params_file"),
-        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
-        OpaqueFunction(function=_node),
-        Node(
-            package="rviz2", executable="rviz2", name="densepose_rviz",
-            arguments=["-d", os.path.join(share, "rviz", "densepose.rviz")],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-        ),
+        *(DeclareLaunchArgument(name, default_value=default, description=text)
+          for name, (default, text) in LAUNCH_ARGUMENTS.items()),
+        OpaqueFunction(function=_launch),
     ])

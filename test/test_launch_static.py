@@ -1,7 +1,8 @@
 """Launch files, parameter file and rviz config, checked without `launch` (no wheel here).
 
-They must parse, name the installed executable and point at installed files. They are not
-run against a live `ros2 launch` on these machines (see README).
+They must parse, name the installed executable, point at installed files and take their
+rules from densepose_ros.launch_plan (tested in test_launch_plan). test_launch_live runs
+them under the real ROS 2 launch where it is installed (`make test-launch`).
 """
 
 import ast
@@ -41,19 +42,40 @@ def test_python_launch_file(share):
     assert "densepose_node" in strings and "densepose_ros" in strings
     assert (share / "config" / "densepose.yaml").is_file()
     assert (share / "rviz" / "densepose.rviz").is_file()
-    args = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and getattr(n.func, "id", "") == "DeclareLaunchArgument"}
-    assert {"camera", "image", "compressed", "params_file", "backend", "namespace"} <= args
+    # its arguments and rules are densepose_ros.launch_plan's (tested in test_launch_plan)
+    imported = {alias.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                and n.module == "densepose_ros.launch_plan" for alias in n.names}
+    assert {"LAUNCH_ARGUMENTS", "plan_node", "rviz_config"} <= imported
 
 
-def test_xml_launch_file(share):
+def test_python_launch_file_starts_rviz_only_when_installed(share):
+    # rviz:=true without rviz2 aborted the launch and orphaned the node: the lookup of
+    # rviz2 must sit in a try that catches PackageNotFoundError.
+    tree = ast.parse((share / "launch" / "densepose.launch.py").read_text())
+    guarded = [
+        node for node in ast.walk(tree) if isinstance(node, ast.Try)
+        and any(isinstance(h.type, ast.Name) and h.type.id == "PackageNotFoundError"
+                for h in node.handlers)
+        and any(isinstance(c, ast.Constant) and c.value == "rviz2"
+                for stmt in node.body for c in ast.walk(stmt))
+    ]
+    assert guarded, "rviz2 must be looked up inside try/except PackageNotFoundError"
+
+
+def test_xml_launch_file_is_the_python_one(share):
+    """The XML file declares the same arguments (same defaults) and includes the Python file
+    with every one of them, so both share one implementation and its fixes."""
+    from densepose_ros.launch_plan import LAUNCH_ARGUMENTS
+
     root = ET.parse(share / "launch" / "densepose.launch.xml").getroot()
-    args = {a.get("name") for a in root.iter("arg")}
-    assert {"camera", "image", "compressed", "params_file", "backend", "namespace"} <= args
-    node = next(n for n in root.iter("node") if n.get("pkg") == "densepose_ros")
-    assert node.get("exec") == "densepose_node"
-    remaps = {r.get("from") for r in node.iter("remap")}
-    assert {"image", "image/compressed", "depth", "camera_info"} <= remaps
+    declared = {a.get("name"): a.get("default") for a in root.findall("arg")}
+    assert declared == {name: default for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+    assert "weights" in declared
+    assert not root.findall("node"), "nodes are started by the included Python file"
+    (include,) = root.findall("include")
+    assert include.get("file") == "$(find-pkg-share densepose_ros)/launch/densepose.launch.py"
+    passed = {a.get("name"): a.get("value") for a in include.findall("arg")}
+    assert passed == {name: f"$(var {name})" for name in LAUNCH_ARGUMENTS}
     # every $(find-pkg-share densepose_ros)/... path exists in the install
     text = (share / "launch" / "densepose.launch.xml").read_text()
     for rel in re.findall(r"\$\(find-pkg-share densepose_ros\)/([\w./-]+)", text):
