@@ -22,10 +22,10 @@ BEST_AVAILABLE = "best_available"
 
 # What to do about large frames from a best-effort publisher (README "Large images and DDS").
 LARGE_FRAME_ADVICE = (
-    "Fast DDS loses large frames (about 500 KB and up: 640x480 bgr8 and bigger) sent best "
-    "effort unless its transports are tuned: make the driver publish reliable, or set "
-    "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in the environment of every process (the driver "
-    "and this node; on the node alone it stops all delivery)"
+    "Fast DDS with its built-in transports loses large frames (640x480 bgr8 and bigger) sent "
+    "best effort: make the driver publish reliable, or start the driver (better: every "
+    "process exchanging images) with FASTDDS_DEFAULT_PROFILES_FILE="
+    "<share>/densepose_ros/config/fastdds_large_images.xml (larger shared-memory segments)"
 )
 
 

@@ -34,7 +34,7 @@ def test_a_stale_best_available_choice_is_made_again():
 def test_the_cause_names_what_to_change():
     assert "QoS mismatch" in likely_cause([BEST_EFFORT_CAMERA], "reliable", IMAGE)
     large = likely_cause([BEST_EFFORT_CAMERA], "best_effort", IMAGE)
-    assert "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA" in large and "every process" in large
+    assert "fastdds_large_images.xml" in large and "reliable" in large
     assert "best_available" in likely_cause([RELIABLE_CAMERA], "best_effort", IMAGE)
     assert "sends nothing" in likely_cause([RELIABLE_CAMERA], "reliable", IMAGE)
     compressed = PublisherQoS("/cam", "sensor_msgs/msg/CompressedImage", "reliable", "volatile")
@@ -51,7 +51,7 @@ def test_warns_once_per_episode_and_recovers_with_frames():
     assert warning is not None and watchdog.warning == warning
     assert "/camera/image_raw" in warning and "5.0 s" in warning
     assert "'/camera/driver' (sensor_msgs/msg/Image, best_effort, volatile)" in warning
-    assert "LARGE_DATA" in warning
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" in warning
     assert watchdog.check(200.0, [BEST_EFFORT_CAMERA], "best_effort") is None  # once
     assert watchdog.warning == warning  # still the state until frames come
     assert watchdog.frame(201.0) == warning and watchdog.warning is None

@@ -100,7 +100,7 @@ def test_watchdog_names_a_lossy_best_effort_camera_then_recovers(ros_process, rc
         assert node.wait_for_output("no frame on /image", timeout=60), node.output()
         warning = warning_text(node.output())
         assert "'/fake_camera' (sensor_msgs/msg/Image, best_effort, volatile)" in warning
-        assert "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA" in warning
+        assert "fastdds_large_images.xml" in warning
         assert client.spin_until(
             lambda: any(s.level == b"\x01" and s.message == warning
                         for s in client.statuses()), 10), [s.message for s in client.statuses()]
@@ -160,3 +160,24 @@ def test_qos_overrides_the_ros_way_and_hardware_id(ros_process, client, untraine
     assert "subscribing to /image again" not in node.output()
     assert client.spin_until(lambda: client.statuses(), 10)
     assert client.statuses()[-1].hardware_id == "cpu"
+
+
+def test_shipped_fastdds_profile_delivers_best_effort_1080p(ros_process, rclpy_context,
+                                                              monkeypatch):
+    # What the README tells users of a best-effort-only driver: the shipped profile on the
+    # driver and the node (here: every process the test starts).
+    profile = PARAMS_FILE.parent / "fastdds_large_images.xml"
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    client = RosClient(rclpy_context, inputs=False)
+    try:
+        node = start_default_node(ros_process)
+        camera = ros_process([CAMERA, "--size", "1920x1080", "--rate", "10", "--seconds", "4",
+                              "--qos", "sensor_data", "--wait-for-subscriber", "10"],
+                             ros_args=[], name="camera")
+        assert camera.popen.wait(timeout=90) == 0, camera.output()
+        values = settle(client)
+        assert int(values.get("frames_out", 0)) >= 3, (values, node.output())
+        assert "no frame on" not in node.output()
+        assert all((m.width, m.height) == (1920, 1080) for m in client.iuv)
+    finally:
+        client.close()
