@@ -18,7 +18,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	@$(RUN) python -m densepose_ros.demo --out demo_output
+	@$(RUN) python -m densepose_ros.tools.demo --out demo_output
 
 lint: setup
 	@$(RUN) ruff check . && echo "lint: ok"

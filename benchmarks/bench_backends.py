@@ -59,8 +59,8 @@ def street_frame():
 def bench_config(name: str, repeats: int, folder: Path) -> dict:
     import torch
 
-    from densepose_ros.checkpoint import save_weights
     from densepose_ros.export.onnx_export import export_weights
+    from densepose_ros.inference.checkpoint import save_weights
     from densepose_ros.modeling import build_model, get_config
     from densepose_ros.runtime import InferenceSettings
     from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend

@@ -43,8 +43,8 @@ def bench_postprocess(repeats: int = 200) -> dict:
     import numpy as np
     import torch
 
-    from densepose_ros.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
-    from densepose_ros.structures import DensePoseChartOutput, DensePoseResult
+    from densepose_ros.inference.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
+    from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
 
     generator = torch.Generator().manual_seed(0)
     boxes = torch.tensor([[20, 60, 140, 400], [130, 40, 260, 420], [280, 100, 380, 380],

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densepose_ros.frame_processor import FrameProcessor
-from densepose_ros.image_codec import decode_image
+from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
+from densepose_ros.io.image_codec import decode_image
 from densepose_ros.modeling.config import LIGHT_CONFIG_NAME, get_config
-from densepose_ros.structures import DensePoseChartOutput, DensePoseResult
+from densepose_ros.ros.frame_processor import FrameProcessor
 
 WIDTH, HEIGHT = 640, 480
 PERSON_COUNTS = (1, 5, 20)
@@ -63,7 +63,7 @@ def main() -> int:
     from sensor_msgs.msg import Image
 
     from densepose_ros.msg import DensePersonArray
-    from densepose_ros.node import image_message, persons_message
+    from densepose_ros.ros.messages import image_message, persons_message
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     rclpy.init()

@@ -4,7 +4,7 @@ The package is split in two layers:
 
 * a ROS-free core (model, pre/post-processing, structures, data, training,
   export) that imports neither ``rclpy`` nor any generated message module;
-* thin ROS 2 glue (``densepose_ros.node`` and ``densepose_ros.ros_conversions``)
+* thin ROS 2 glue (``densepose_ros.ros.node`` and ``densepose_ros.ros_conversions``)
   that converts messages to arrays, calls the core and converts results back.
 
 The generated message modules (``densepose_ros.msg``) are installed next to this

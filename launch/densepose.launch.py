@@ -9,7 +9,7 @@
 
 `ros2 launch densepose_ros densepose.launch.py --show-args` lists the arguments. Arguments
 left empty keep the value of ``params_file``. The rules live in
-``densepose_ros.launch_plan`` (tested without `launch`); ``densepose.launch.xml`` includes
+``densepose_ros.ros.launch_plan`` (tested without `launch`); ``densepose.launch.xml`` includes
 this file.
 """
 
@@ -22,7 +22,7 @@ from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutd
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from densepose_ros.launch_plan import LAUNCH_ARGUMENTS, plan_node, rviz_config
+from densepose_ros.ros.launch_plan import LAUNCH_ARGUMENTS, plan_node, rviz_config
 
 PACKAGE = "densepose_ros"
 

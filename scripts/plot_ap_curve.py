@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from densepose_ros.plotting import Series, line_chart
+from densepose_ros.training.plotting import Series, line_chart
 
 SERIES = {  # name: (colour BGR, how to read it from a report)
     "box AP": ((0, 150, 0), lambda r: r["box_AP"]),

@@ -16,7 +16,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from densepose_ros.evaluation.surface import SampledSurfaceMetric
-from densepose_ros.postprocess import PersonIUV
+from densepose_ros.inference.postprocess import PersonIUV
 
 TINY_GEODESIC = np.array([
     [0.0, 0.1, 0.2, 0.5],

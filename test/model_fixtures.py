@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from densepose_ros.checkpoint import import_detectron2
+from densepose_ros.inference.checkpoint import import_detectron2
 from densepose_ros.modeling import build_model, get_config
 
 PARITY_DIR = Path(__file__).resolve().parent / "data" / "detectron2_parity"
@@ -92,7 +92,7 @@ def light_model():
 @pytest.fixture(scope="session")
 def light_weights(light_model, tmp_path_factory):
     """Our own weights file of the light model."""
-    from densepose_ros.checkpoint import save_weights
+    from densepose_ros.inference.checkpoint import save_weights
 
     model, cfg = light_model
     return save_weights(tmp_path_factory.mktemp("weights") / "lite.pth", model, cfg,

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from densepose_ros import paths
-from densepose_ros.node_config import NodeConfig
+from densepose_ros.ros.node_config import NodeConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO_ROOT / "config" / "densepose.yaml"
@@ -25,7 +25,7 @@ def make_test_weights(path: Path) -> Path:
     """An untrained light model, seeded, saved in the project's own weight format."""
     import torch
 
-    from densepose_ros.checkpoint import save_weights
+    from densepose_ros.inference.checkpoint import save_weights
     from densepose_ros.modeling import build_model
     from densepose_ros.modeling.config import LIGHT_CONFIG_NAME, get_config
 

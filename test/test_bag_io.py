@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from densepose_ros import bag_io, paths
+from densepose_ros import paths
+from densepose_ros.io import bag_io
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from densepose_ros.correspondences import (
+from densepose_ros.inference.correspondences import (
     CameraIntrinsics,
     backproject,
     sample_correspondences,

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from densepose_ros import bag_io
+from densepose_ros.io import bag_io
 
 pytestmark = pytest.mark.ros
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.ros
 def test_demo_records_outputs_and_writes_a_summary(tmp_path, ros_domain):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "densepose_ros.demo", "--seconds", "1.5", "--out", str(out)],
+        [sys.executable, "-m", "densepose_ros.tools.demo", "--seconds", "1.5", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr

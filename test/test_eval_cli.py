@@ -19,7 +19,7 @@ POINTS = [(2, 3, 1, 0.0, 0.0), (7, 20, 1, 1.0, 0.0), (15, 30, 3, 0.5, 0.5)]
 @pytest.fixture(scope="module")
 def eval_inputs(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from densepose_ros.checkpoint import save_weights
+    from densepose_ros.inference.checkpoint import save_weights
     from densepose_ros.modeling import build_model, get_config
 
     root = tmp_path_factory.mktemp("eval_cli")
@@ -50,7 +50,7 @@ def test_eval_writes_report_consistent_with_the_evaluator(eval_inputs, capsys):
     assert report["num_images"] == 2 and report["num_dense_persons"] == 2
     assert "GPSm" in capsys.readouterr().out
     # The same numbers as evaluating the model's predictions directly.
-    from densepose_ros.predictor import DensePosePredictor
+    from densepose_ros.inference.predictor import DensePosePredictor
 
     predictor = DensePosePredictor.from_weights(weights)
     annotations = load_densepose_coco(root / "dp.json")
@@ -95,7 +95,7 @@ def test_saved_predictions_evaluate_to_the_same_report(eval_inputs, tmp_path):
 
 def test_prediction_file_round_trip_keeps_every_detection(tmp_path):
     from densepose_ros.evaluation.prediction_file import load_predictions, save_predictions
-    from densepose_ros.postprocess import PersonIUV
+    from densepose_ros.inference.postprocess import PersonIUV
 
     rng = np.random.default_rng(1)
 

@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from densepose_ros.data.coco import load_densepose_coco
 from densepose_ros.data.dataset import DatasetSpec, DensePoseCocoDataset
 from densepose_ros.evaluation import EvaluationConfig, ImagePredictions, evaluate
-from densepose_ros.postprocess import PersonIUV
+from densepose_ros.inference.postprocess import PersonIUV
 
 synth_scene = pytest.importorskip("densepose_ros.synth.scene")
 synth_writer = pytest.importorskip("densepose_ros.synth.writer")

@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 from model_fixtures import light_model, parity_image  # noqa: F401
 
-from densepose_ros import bag_io
 from densepose_ros.export.onnx_export import ExportOptions, export_model
 from densepose_ros.export.tensorrt_engine import (
     EngineBuildOptions,
     EngineError,
     EngineInfo,
     calibration_images,
-    collect_calibration_inputs,
     fit_calibration,
     mismatch,
     profiles_for,
 )
-from densepose_ros.preprocess import resized_shape
+from densepose_ros.inference.preprocess import resized_shape
+from densepose_ros.io import bag_io
+from densepose_ros.runtime.calibration import collect_calibration_inputs
 
 
 @pytest.fixture(scope="module")

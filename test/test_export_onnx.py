@@ -30,9 +30,9 @@ from densepose_ros.export import GRAPH_NAMES, load_bundle
 from densepose_ros.export.bundle import MANIFEST_NAME
 from densepose_ros.export.onnx_export import ExportOptions, export_model
 from densepose_ros.export.op_check import check_onnx_for_tensorrt, load_trt_op_list
+from densepose_ros.inference.predictor import DensePosePredictor
 from densepose_ros.modeling import build_model, get_config
 from densepose_ros.modeling.config import CONFIG_NAMES
-from densepose_ros.predictor import DensePosePredictor
 from densepose_ros.runtime import InferenceSettings
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from densepose_ros.runtime.torch_backend import TorchBackend
@@ -88,7 +88,7 @@ def exports(tmp_path_factory, light_weights, d2_model):  # noqa: F811
             return made[name]
         out = tmp_path_factory.mktemp(f"onnx_{name}")
         if name == "R_18_FPN_lite":  # through the CLI, as a user would
-            from densepose_ros.checkpoint import load_model
+            from densepose_ros.inference.checkpoint import load_model
 
             assert cli_main(["export", "--weights", str(light_weights), "--out", str(out),
                              "--input-size", "480x640", "--no-verify"]) == 0

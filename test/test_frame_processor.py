@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from densepose_ros import postprocess
-from densepose_ros.correspondences import CameraIntrinsics
-from densepose_ros.frame_processor import FrameProcessor, cap_chart, quantise_unit
-from densepose_ros.structures import DensePoseChartOutput, DensePoseResult
+from densepose_ros.inference import postprocess
+from densepose_ros.inference.correspondences import CameraIntrinsics
+from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
+from densepose_ros.ros.frame_processor import FrameProcessor, cap_chart, quantise_unit
 
 
 def make_result(boxes, image_size=(120, 160), seed=0) -> DensePoseResult:

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from densepose_ros.frame_slot import LatestFrameSlot, NodeStats
+from densepose_ros.ros.frame_slot import LatestFrameSlot, NodeStats
 
 
 def test_newest_frame_wins_and_drops_are_counted():

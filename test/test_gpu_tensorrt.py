@@ -111,15 +111,17 @@ def test_corrupt_engine_gives_a_clear_error(light_export, cache):
 
 
 def test_int8_calibrates_from_a_folder_and_a_bag(light_export, cache, tmp_path):
-    from densepose_ros import bag_io
     from densepose_ros.export.tensorrt_engine import EngineBuildOptions, ensure_engines
+    from densepose_ros.io import bag_io
+    from densepose_ros.runtime.calibration import collect_calibration_inputs as collect
 
     folder = tmp_path / "calib"
     folder.mkdir()
     for index in range(4):
         cv2.imwrite(str(folder / f"{index}.png"), np.roll(street(), 80 * index, axis=1))
     engines = ensure_engines(light_export, EngineBuildOptions(
-        precision="int8", calibration_source=folder, calibration_images=4))
+        precision="int8", calibration_source=folder, calibration_images=4),
+        collect_calibration=collect)
     assert set(engines) == set(GRAPH_NAMES)
     bag = tmp_path / "bag"
     with bag_io.BagWriter(bag) as writer:
@@ -127,7 +129,8 @@ def test_int8_calibrates_from_a_folder_and_a_bag(light_export, cache, tmp_path):
             writer.write("/camera/image_raw", "sensor_msgs/msg/Image", index,
                          bag_io.image_to_cdr(street(), index, "cam"))
     ensure_engines(light_export, EngineBuildOptions(
-        precision="int8", calibration_source=bag, calibration_images=3), force=True)
+        precision="int8", calibration_source=bag, calibration_images=3), force=True,
+        collect_calibration=collect)
 
 
 def test_auto_picks_tensorrt_on_gpu(light_export, cache):

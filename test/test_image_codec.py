@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from densepose_ros.image_codec import (
+from densepose_ros.io.image_codec import (
     ImageDecodeError,
     compressed_image_size,
     decode_compressed,

@@ -1,6 +1,6 @@
 """The node's input watchdog and best_available QoS reasoning, without ROS."""
 
-from densepose_ros.input_watchdog import (
+from densepose_ros.ros.input_watchdog import (
     InputWatchdog,
     PublisherQoS,
     best_available_choice,

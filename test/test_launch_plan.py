@@ -1,4 +1,4 @@
-"""The launch files' rules (densepose_ros.launch_plan), without `launch`: each case here was
+"""The launch files' rules (densepose_ros.ros.launch_plan), without `launch`: each case here was
 a bug of the launch files when they were run under the real ROS 2 launch."""
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from densepose_ros.launch_plan import (
+from densepose_ros.ros.launch_plan import (
     LAUNCH_ARGUMENTS,
     join_name,
     normalize_name,

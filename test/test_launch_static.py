@@ -1,7 +1,7 @@
 """Launch files, parameter file and rviz config, checked without `launch` (no wheel here).
 
 They must parse, name the installed executable, point at installed files and take their
-rules from densepose_ros.launch_plan (tested in test_launch_plan). test_launch_live runs
+rules from densepose_ros.ros.launch_plan (tested in test_launch_plan). test_launch_live runs
 them under the real ROS 2 launch where it is installed (`make test-launch`).
 """
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from densepose_ros import paths
-from densepose_ros.node_config import NodeConfig
+from densepose_ros.ros.node_config import NodeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,9 +42,9 @@ def test_python_launch_file(share):
     assert "densepose_node" in strings and "densepose_ros" in strings
     assert (share / "config" / "densepose.yaml").is_file()
     assert (share / "rviz" / "densepose.rviz").is_file()
-    # its arguments and rules are densepose_ros.launch_plan's (tested in test_launch_plan)
+    # its arguments and rules are densepose_ros.ros.launch_plan's (tested in test_launch_plan)
     imported = {alias.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                and n.module == "densepose_ros.launch_plan" for alias in n.names}
+                and n.module == "densepose_ros.ros.launch_plan" for alias in n.names}
     assert {"LAUNCH_ARGUMENTS", "plan_node", "rviz_config"} <= imported
 
 
@@ -65,7 +65,7 @@ def test_python_launch_file_starts_rviz_only_when_installed(share):
 def test_xml_launch_file_is_the_python_one(share):
     """The XML file declares the same arguments (same defaults) and includes the Python file
     with every one of them, so both share one implementation and its fixes."""
-    from densepose_ros.launch_plan import LAUNCH_ARGUMENTS
+    from densepose_ros.ros.launch_plan import LAUNCH_ARGUMENTS
 
     root = ET.parse(share / "launch" / "densepose.launch.xml").getroot()
     declared = {a.get("name"): a.get("default") for a in root.findall("arg")}
@@ -83,10 +83,10 @@ def test_xml_launch_file_is_the_python_one(share):
 
 
 def test_params_file_is_generated_from_the_node_config():
-    from densepose_ros.node_config import params_yaml
+    from densepose_ros.ros.node_config import params_yaml
 
     assert (ROOT / "config" / "densepose.yaml").read_text() == params_yaml(), (
-        "regenerate: python -m densepose_ros.node_config --yaml > config/densepose.yaml"
+        "regenerate: python -m densepose_ros.ros.node_config --yaml > config/densepose.yaml"
     )
 
 
@@ -106,8 +106,8 @@ def test_rviz_config_shows_the_node_outputs():
 
 
 def test_readme_parameter_table_is_current():
-    from densepose_ros.node_config import markdown_table
+    from densepose_ros.ros.node_config import markdown_table
 
     assert markdown_table() in (ROOT / "README.md").read_text(), (
-        "README parameter table is stale: paste `python -m densepose_ros.node_config`"
+        "README parameter table is stale: paste `python -m densepose_ros.ros.node_config`"
     )

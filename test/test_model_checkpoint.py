@@ -10,8 +10,13 @@ import pytest
 import torch
 from model_fixtures import PARITY_DIR, d2_checkpoint, light_model, light_weights  # noqa: F401
 
-from densepose_ros.checkpoint import import_detectron2, load_model, read_weights, save_weights
 from densepose_ros.cli import main as cli_main
+from densepose_ros.inference.checkpoint import (
+    import_detectron2,
+    load_model,
+    read_weights,
+    save_weights,
+)
 from densepose_ros.modeling import CONFIG_NAMES, ModelConfig, build_model, get_config
 from densepose_ros.modeling.config import LIGHT_CONFIG_NAME
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from model_fixtures import light_model, light_weights, parity_image  # noqa: F401
 
-from densepose_ros.predictor import DensePosePredictor
-from densepose_ros.preprocess import preprocess_image, resized_shape
+from densepose_ros.inference.predictor import DensePosePredictor
+from densepose_ros.inference.preprocess import preprocess_image, resized_shape
 
 
 @pytest.fixture(scope="module")

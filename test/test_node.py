@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from densepose_ros.frame_processor import FrameProcessor
+from densepose_ros.ros.frame_processor import FrameProcessor
 from densepose_ros.runtime import InferenceSettings
 from densepose_ros.runtime.torch_backend import TorchBackend
 
@@ -35,7 +35,7 @@ def frames():
 
 
 def start_node(ros_process, weights, *extra):
-    return ros_process(["-m", "densepose_ros.node"], ros_args=node_args(weights, *extra),
+    return ros_process(["-m", "densepose_ros.ros.node"], ros_args=node_args(weights, *extra),
                        name="node")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from densepose_ros.export.onnx_export import export_weights
-from densepose_ros.frame_processor import FrameProcessor
+from densepose_ros.ros.frame_processor import FrameProcessor
 from densepose_ros.runtime import InferenceSettings
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from densepose_ros.runtime.torch_backend import TorchBackend
@@ -49,7 +49,7 @@ def settings() -> InferenceSettings:
 
 
 def test_node_runs_the_onnxruntime_backend(ros_process, client, weights, export_folder):
-    node = ros_process(["-m", "densepose_ros.node"], name="node", ros_args=node_args(
+    node = ros_process(["-m", "densepose_ros.ros.node"], name="node", ros_args=node_args(
         export_folder, "-p", "backend:=onnxruntime"))
     assert client.wait_for_node(), node.output()
     assert client.spin_until(

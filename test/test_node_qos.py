@@ -21,8 +21,8 @@ CAMERA = "test/fake_camera.py"
 def start_default_node(ros_process):
     """`ros2 run densepose_ros densepose_node --ros-args --params-file densepose.yaml`:
     the bundled model and every default (no overrides)."""
-    node = ros_process(["-m", "densepose_ros.node"], ros_args=["--params-file", str(PARAMS_FILE)],
-                       name="node")
+    node = ros_process(["-m", "densepose_ros.ros.node"],
+                       ros_args=["--params-file", str(PARAMS_FILE)], name="node")
     assert node.wait_for_output("active: listening", timeout=120), node.output()
     return node
 
@@ -132,7 +132,7 @@ def test_qos_overrides_the_ros_way_and_hardware_id(ros_process, client, untraine
         "-p", "qos_overrides./densepose/iuv.publisher.reliability:=best_effort",
         "-p", "qos_overrides./densepose/persons.publisher.depth:=20",
     ]
-    node = ros_process(["-m", "densepose_ros.node"],
+    node = ros_process(["-m", "densepose_ros.ros.node"],
                        ros_args=node_args(untrained_weights, *overrides), name="node")
     assert client.wait_for_node(), node.output()
     graph = client.node

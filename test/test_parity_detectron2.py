@@ -24,9 +24,9 @@ from model_fixtures import (  # noqa: F401 (fixtures)
     parity_image,
 )
 
-from densepose_ros.checkpoint import import_detectron2
+from densepose_ros.inference.checkpoint import import_detectron2
+from densepose_ros.inference.preprocess import preprocess_image
 from densepose_ros.modeling import get_config
-from densepose_ros.preprocess import preprocess_image
 
 FEATURE_SUM_REL = 1e-4  # sums, relative to the absolute sum (README: about 1e-4 relative)
 SAMPLE_ABS = 1e-3  # individual values (README: about 1e-3 absolute)
@@ -156,8 +156,8 @@ def test_densepose_outputs_on_given_boxes_match(run):
 
 def test_predictor_reproduces_detectron2_detections(d2_checkpoint):  # noqa: F811
     """The deployed path (norms folded into convolutions, no resize) keeps parity."""
+    from densepose_ros.inference.predictor import DensePosePredictor
     from densepose_ros.modeling import build_model
-    from densepose_ros.predictor import DensePosePredictor
 
     name = "R_50_FPN_s1x_legacy"
     cfg = get_config(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from densepose_ros.plotting import Series, line_chart
+from densepose_ros.training.plotting import Series, line_chart
 
 RED = (0, 0, 220)
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from densepose_ros.postprocess import (
+from densepose_ros.inference.postprocess import (
     PersonIUV,
     draw_overlay,
     full_frame_iuv,
     integer_box,
     person_iuv_charts,
 )
-from densepose_ros.structures import DensePoseChartOutput, DensePoseResult
+from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
 
 M = 8  # predictor grid side; the code does not depend on it
 

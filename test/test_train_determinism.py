@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_fixtures import tiny_synth_set, tiny_train_config
 
-from densepose_ros.checkpoint import read_weights
+from densepose_ros.inference.checkpoint import read_weights
 from densepose_ros.training.trainer import train
 
 STEPS = 4

@@ -9,7 +9,7 @@ import torch
 from model_fixtures import d2_checkpoint  # noqa: F401
 from train_fixtures import tiny_synth_set, tiny_train_config
 
-from densepose_ros.checkpoint import import_detectron2, read_weights, save_weights
+from densepose_ros.inference.checkpoint import import_detectron2, read_weights, save_weights
 from densepose_ros.modeling import build_model, get_config
 from densepose_ros.training.trainer import TrainingError, train
 

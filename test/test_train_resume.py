@@ -16,8 +16,8 @@ import torch
 import yaml
 from train_fixtures import tiny_synth_set, tiny_train_config
 
-from densepose_ros.checkpoint import load_model, read_weights
 from densepose_ros.cli import main as cli_main
+from densepose_ros.inference.checkpoint import load_model, read_weights
 from densepose_ros.training.trainer import FINAL_WEIGHTS, LAST_CHECKPOINT, METRICS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 def test_weights_file_without_training_state_cannot_be_resumed(tmp_path, capsys):
-    from densepose_ros.checkpoint import save_weights
+    from densepose_ros.inference.checkpoint import save_weights
     from densepose_ros.modeling.config import get_config
     from densepose_ros.modeling.model import build_model
 

@@ -12,16 +12,16 @@ import pytest
 import torch
 from train_fixtures import tiny_synth_set, tiny_train_config
 
-from densepose_ros.checkpoint import load_model
 from densepose_ros.cli import main as cli_main
 from densepose_ros.data.coco import load_densepose_coco
 from densepose_ros.data.dataset import read_image
 from densepose_ros.evaluation import EvaluationConfig, ImagePredictions
 from densepose_ros.evaluation.evaluator import DensePoseEvaluator
 from densepose_ros.evaluation.surface import load_surface_metric
+from densepose_ros.inference.checkpoint import load_model
+from densepose_ros.inference.predictor import DensePosePredictor
 from densepose_ros.modeling.config import get_config
 from densepose_ros.modeling.model import build_model
-from densepose_ros.predictor import DensePosePredictor
 from densepose_ros.training.trainer import (
     FINAL_WEIGHTS,
     LOSS_CURVE,

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from densepose_ros.inference.structures import STAGES
 from densepose_ros.modeling.config import CONFIG_NAMES
-from densepose_ros.structures import STAGES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +73,7 @@ def default_image() -> np.ndarray:
 
 def time_predictor(predictor, image: np.ndarray, repeats: int, warmup: int) -> dict:
     """Median seconds per stage (and total) over `repeats` runs, plus the detection count."""
-    from densepose_ros.postprocess import full_frame_iuv, person_iuv_charts
+    from densepose_ros.inference.postprocess import full_frame_iuv, person_iuv_charts
 
     samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "total")}
     # Medians are robust to other processes' load; the minimum total is reported as well.
@@ -99,9 +99,9 @@ def time_predictor(predictor, image: np.ndarray, repeats: int, warmup: int) -> d
 def build_predictor(args: argparse.Namespace):
     import torch
 
-    from densepose_ros.checkpoint import import_detectron2, load_model
+    from densepose_ros.inference.checkpoint import import_detectron2, load_model
+    from densepose_ros.inference.predictor import DensePosePredictor
     from densepose_ros.modeling import build_model, get_config
-    from densepose_ros.predictor import DensePosePredictor
 
     if args.weights is not None:
         model, cfg = load_model(args.weights, device=args.device)

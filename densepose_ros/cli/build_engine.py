@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if is_bundle(args.export) or args.export.is_dir():
             bundle = load_bundle(args.export)
         else:
-            from densepose_ros.runtime.onnxruntime_backend import cached_export
+            from densepose_ros.export.cache import cached_export
 
             bundle = cached_export(args.export, progress=print)
         options = EngineBuildOptions(
@@ -66,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
             input_sizes=[parse_input_size(s) for s in args.input_size],
             max_persons=args.max_persons, calibration_source=args.calib,
             calibration_images=args.calib_images, cache_dir=args.cache_dir)
-        engines = ensure_engines(bundle, options, progress=print, force=args.force)
+        from densepose_ros.runtime.calibration import collect_calibration_inputs
+
+        engines = ensure_engines(bundle, options, progress=print, force=args.force,
+                                 collect_calibration=collect_calibration_inputs)
     except (FileNotFoundError, ValueError, EngineError) as error:
         print(f"densepose build-engine: error: {error}", file=sys.stderr)
         return 1

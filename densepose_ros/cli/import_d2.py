@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from densepose_ros.checkpoint import import_detectron2, save_weights
+    from densepose_ros.inference.checkpoint import import_detectron2, save_weights
     from densepose_ros.modeling import build_model, get_config
 
     try:

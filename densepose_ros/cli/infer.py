@@ -90,8 +90,8 @@ def persons_json(result, persons) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from densepose_ros.inference.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
     from densepose_ros.paths import default_model_path
-    from densepose_ros.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
     from densepose_ros.runtime import BackendUnavailable, InferenceSettings, create_backend
 
     if args.resize not in ("default", "none"):

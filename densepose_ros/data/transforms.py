@@ -15,7 +15,7 @@ import numpy as np
 
 from densepose_ros.data.coco import DP_FRAME_SIZE
 from densepose_ros.data.symmetry import COARSE_MIRROR, KEYPOINT_MIRROR, ChartSymmetry
-from densepose_ros.preprocess import resized_shape
+from densepose_ros.inference.preprocess import resized_shape
 
 
 @dataclass

@@ -16,8 +16,8 @@ import numpy as np
 
 from densepose_ros.data.coco import InstanceAnnotation
 from densepose_ros.evaluation.surface import PAPER_KAPPA, PART_KAPPA, SurfaceMetric
-from densepose_ros.postprocess import PersonIUV, person_iuv_charts
-from densepose_ros.structures import DensePoseResult
+from densepose_ros.inference.postprocess import PersonIUV, person_iuv_charts
+from densepose_ros.inference.structures import DensePoseResult
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ImagePredictions:
         image_id: the image id of the annotation file.
         boxes: [N, 4] float detection box (x1, y1, x2, y2) in image pixels (box AP, areas).
         scores: [N] float confidences.
-        persons: N ``PersonIUV`` (``densepose_ros.postprocess``): person k's labels, U, V
+        persons: N ``PersonIUV`` (``densepose_ros.inference.postprocess``): person k's labels, U, V
             on the integer pixel box ``persons[k].box`` covering ``boxes[k]``.
     """
 

@@ -12,7 +12,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from densepose_ros.data.coco import InstanceAnnotation
-from densepose_ros.postprocess import PersonIUV
+from densepose_ros.inference.postprocess import PersonIUV
 
 
 def _paste(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from densepose_ros.evaluation.gps import ImagePredictions
-from densepose_ros.postprocess import PersonIUV
+from densepose_ros.inference.postprocess import PersonIUV
 
 FORMAT = "densepose_ros.predictions.v1"
 _ARRAYS = ("image_ids", "det_image_id", "det_box", "det_score", "iuv_box", "iuv_offset",

@@ -12,9 +12,9 @@ optimisation profiles meaningless. They are also the cheap part: on the R-50 mod
 800x1067 the backbone+FPN+RPN head is ~320 GFLOPs, the box head 28 GFLOPs for 1000
 proposals, the DensePose head 7-36 GFLOPs per person; selection and RoIAlign cost well under a
 millisecond on a GPU. So every convolution and fully connected layer is in a graph, and the
-box bookkeeping stays in PyTorch (``densepose_ros.export.pipeline``), the same code the eager
-model runs (``RPN.select_proposals``, ``BoxStage.select_detections``, ``MultiLevelRoIAlign``,
-torchvision's ``roi_align``/``batched_nms``), on CPU or CUDA tensors:
+box bookkeeping stays in PyTorch (``densepose_ros.runtime.split_pipeline``), the same code
+the eager model runs (``RPN.select_proposals``, ``BoxStage.select_detections``,
+``MultiLevelRoIAlign``, torchvision's ``roi_align``/``batched_nms``), on CPU or CUDA tensors:
 
     image -> preprocess (resize, normalise, pad to /32)                       [numpy/torch]
     graph "backbone"        images -> p2..p5 [+ decoder map], RPN maps per level  [ONNX]

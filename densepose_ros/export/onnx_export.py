@@ -166,7 +166,7 @@ def export_weights(weights: str | Path, out_dir: str | Path,
                    options: ExportOptions | None = None,
                    progress: Callable[[str], None] = print) -> OnnxBundle:
     """Export one of our weight files (``densepose export``)."""
-    from densepose_ros.checkpoint import load_model
+    from densepose_ros.inference.checkpoint import load_model
 
     weights = Path(weights)
     model, cfg = load_model(weights)

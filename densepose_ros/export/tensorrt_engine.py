@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle
-from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, DENSEPOSE_HEAD, GRAPH_NAMES
+from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, GRAPH_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def engine_path(bundle: OnnxBundle, graph: str, precision: str, options: EngineB
                 ) -> Path:
     """Cache path of one engine: config, graph, export hash, TensorRT version, GPU, precision
     and a short hash of the profiles (different input sizes get different engines)."""
-    from densepose_ros.runtime.onnxruntime_backend import cache_dir
+    from densepose_ros.export.cache import cache_dir
 
     trt = _tensorrt()
     gpu_name, _ = _gpu()
@@ -166,10 +166,18 @@ def mismatch(recorded: dict, expected: EngineInfo) -> str | None:
     return None
 
 
+# (bundle, options, progress) -> each graph's recorded inputs; see
+# densepose_ros.runtime.calibration (it runs the export, which export/ itself must not).
+CalibrationCollector = Callable[
+    [OnnxBundle, EngineBuildOptions, Callable[[str], None]], dict[str, list[np.ndarray]]]
+
+
 def ensure_engines(bundle: OnnxBundle, options: EngineBuildOptions | None = None,
-                   progress: Callable[[str], None] = log.info, force: bool = False
+                   progress: Callable[[str], None] = log.info, force: bool = False,
+                   collect_calibration: CalibrationCollector | None = None,
                    ) -> dict[str, Path]:
-    """Engine paths of all graphs, building any that is missing, stale or mismatched."""
+    """Engine paths of all graphs, building any that is missing, stale or mismatched.
+    INT8 builds take their calibration inputs from ``collect_calibration``."""
     options = options or EngineBuildOptions()
     if options.precision not in PRECISIONS:
         raise EngineError(f"precision must be one of {PRECISIONS}, got {options.precision!r}")
@@ -184,7 +192,10 @@ def ensure_engines(bundle: OnnxBundle, options: EngineBuildOptions | None = None
         else:
             progress(f"{graph}: building {options.precision} engine ({reason}) ...")
             if options.precision == "int8" and calibration is None:
-                calibration = collect_calibration_inputs(bundle, options, progress)
+                if collect_calibration is None:
+                    raise EngineError("an INT8 build needs a calibration collector "
+                                      "(densepose_ros.runtime.calibration)")
+                calibration = collect_calibration(bundle, options, progress)
             build_engine(bundle, graph, path, expected, options,
                          calibration[graph] if calibration else None, progress)
         paths[graph] = path
@@ -327,8 +338,8 @@ def calibration_images(source: Path, limit: int) -> Iterator[np.ndarray]:
 
 
 def _bag_images(source: Path, limit: int) -> Iterator[np.ndarray]:
-    from densepose_ros import bag_io
-    from densepose_ros.image_codec import decode_compressed, decode_image
+    from densepose_ros.io import bag_io
+    from densepose_ros.io.image_codec import decode_compressed, decode_image
 
     store = bag_io.typestore()
     count = 0
@@ -348,37 +359,3 @@ def _bag_images(source: Path, limit: int) -> Iterator[np.ndarray]:
             return
     if count == 0:
         raise EngineError(f"{source}: no sensor_msgs Image/CompressedImage messages")
-
-
-def collect_calibration_inputs(bundle: OnnxBundle, options: EngineBuildOptions,
-                               progress: Callable[[str], None] = log.info
-                               ) -> dict[str, list[np.ndarray]]:
-    """Each graph's inputs on the calibration images, recorded from the export run in
-    onnxruntime (CPU): padded images for the backbone, pooled features for the heads."""
-    from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
-    if options.calibration_source is None:
-        raise EngineError("INT8 needs calibration images: give a folder or a bag")
-    backend = OnnxRuntimeBackend(bundle, "cpu")
-    recorded: dict[str, list[np.ndarray]] = {g: [] for g in GRAPH_NAMES}
-    run_graph = backend.run_graph
-
-    def recording(graph, tensor):
-        recorded[graph].append(tensor.cpu().numpy().copy())
-        return run_graph(graph, tensor)
-
-    backend.pipeline.run_graph = recording
-    count = 0
-    for image in calibration_images(options.calibration_source, options.calibration_images):
-        backend.infer(image)
-        count += 1
-        if count % 10 == 0:
-            progress(f"calibration: {count} images")
-    if not recorded[BACKBONE]:
-        raise EngineError(f"{options.calibration_source}: no readable calibration images")
-    for graph in (BOX_HEAD, DENSEPOSE_HEAD):
-        if not recorded[graph]:
-            raise EngineError(f"the calibration images gave no {graph} inputs (no proposals "
-                              "or no detections); use images with people in them")
-    progress(f"calibration: {count} images, {len(recorded[DENSEPOSE_HEAD])} with persons")
-    return recorded

@@ -16,13 +16,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from densepose_ros.inference.structures import DensePoseChartOutput
 from densepose_ros.modeling.backbone import FPN_STRIDES, ConvNorm, FPNBackbone
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
 from densepose_ros.modeling.config import ModelConfig
 from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, DensePoseConvXHead
 from densepose_ros.modeling.rpn import RPN
-from densepose_ros.structures import DensePoseChartOutput
 
 RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
 ROI_LEVELS = ("p2", "p3", "p4", "p5")
@@ -56,7 +56,7 @@ class DensePoseRCNN(nn.Module):
     """DensePose R-CNN (Güler et al. 2018) with detectron2's layout and conventions.
 
     `images` given to the methods are normalised, padded batches [B, 3, H, W] (see
-    ``densepose_ros.preprocess``); `image_sizes` the unpadded (height, width) of each.
+    ``densepose_ros.inference.preprocess``); `image_sizes` the unpadded (height, width) of each.
     """
 
     def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None,

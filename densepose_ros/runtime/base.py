@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from densepose_ros.structures import DensePoseResult
+from densepose_ros.inference.structures import DensePoseResult
 
 
 class BackendUnavailable(RuntimeError):

@@ -75,8 +75,8 @@ def _export_at_hand(path: Path | None) -> bool:
         return False
     if path.is_dir():
         return is_bundle(path)
-    from densepose_ros.checkpoint import read_weights
-    from densepose_ros.runtime.onnxruntime_backend import export_cache_dir
+    from densepose_ros.export.cache import export_cache_dir
+    from densepose_ros.inference.checkpoint import read_weights
 
     try:
         cfg, _, _ = read_weights(path)

@@ -24,7 +24,6 @@ import torch
 
 from densepose_ros.export.bundle import OnnxBundle, is_bundle, load_bundle
 from densepose_ros.export.graphs import GRAPH_NAMES
-from densepose_ros.export.pipeline import GraphBackend, SplitPipeline
 from densepose_ros.export.tensorrt_engine import (
     EngineBuildOptions,
     EngineError,
@@ -33,8 +32,9 @@ from densepose_ros.export.tensorrt_engine import (
     expected_info,
     mismatch,
 )
+from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.runtime.base import BackendUnavailable
-from densepose_ros.structures import DensePoseResult
+from densepose_ros.runtime.split_pipeline import GraphBackend, SplitPipeline
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +164,13 @@ class TensorRTBackend(GraphBackend):
                                       "`densepose build-engine EXPORT --int8 --calib IMAGES`")
                 engines[graph] = path
         else:
-            engines = ensure_engines(bundle, options)
+            engines = ensure_engines(bundle, options)  # fp16/fp32: no calibration
         return cls(bundle, engines, device, untrained, source)
 
     @classmethod
     def from_weights(cls, path: Path, device: str = "cuda",
                      precision: str | None = None) -> TensorRTBackend:
-        from densepose_ros.runtime.onnxruntime_backend import cached_export
+        from densepose_ros.export.cache import cached_export
 
         resolve_precision(precision)  # a typo fails before an export is made
         path = Path(path)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.runtime.base import Backend, InferenceSettings
-from densepose_ros.structures import DensePoseResult
 
 
 def _or(value, default):
@@ -36,16 +36,16 @@ class TorchBackend(Backend):
 
     @classmethod
     def from_weights(cls, path: Path, device: str = "auto") -> TorchBackend:
-        from densepose_ros.predictor import DensePosePredictor
+        from densepose_ros.inference.predictor import DensePosePredictor
 
         predictor = DensePosePredictor.from_weights(path, device=str(resolve_device(device)))
         return cls(predictor, f"torch/{predictor.device} {predictor.cfg.name} ({path.name})")
 
     @classmethod
     def untrained(cls, config_name: str | None, device: str = "auto") -> TorchBackend:
+        from densepose_ros.inference.predictor import DensePosePredictor
         from densepose_ros.modeling import build_model
         from densepose_ros.modeling.config import LIGHT_CONFIG_NAME, get_config
-        from densepose_ros.predictor import DensePosePredictor
 
         cfg = get_config(config_name or LIGHT_CONFIG_NAME)
         torch.manual_seed(0)

@@ -38,19 +38,19 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from densepose_ros.checkpoint import (
+from densepose_ros.data.batching import TrainingBatch, collate_samples
+from densepose_ros.data.dataset import DatasetSpec, build_training_dataset
+from densepose_ros.inference.checkpoint import (
     check_state_dict,
     import_detectron2,
     read_weights,
     save_weights,
 )
-from densepose_ros.data.batching import TrainingBatch, collate_samples
-from densepose_ros.data.dataset import DatasetSpec, build_training_dataset
 from densepose_ros.modeling.config import ModelConfig, get_config
 from densepose_ros.modeling.model import DensePoseRCNN, build_model
-from densepose_ros.plotting import Series, line_chart
 from densepose_ros.training.config import TrainConfig, train_config_from_dict
 from densepose_ros.training.detection import training_step_losses
+from densepose_ros.training.plotting import Series, line_chart
 
 LAST_CHECKPOINT = "last.pth"
 FINAL_WEIGHTS = "model_final.pth"
@@ -247,8 +247,8 @@ def preview_image(model: DensePoseRCNN, model_cfg: ModelConfig, batch: TrainingB
                   ) -> np.ndarray:
     """BGR image: the model's prediction (left) next to the ground truth (right) of the
     batch's first image; ground truth drawn as boxes and annotated points coloured by chart."""
-    from densepose_ros.postprocess import PART_COLORS_BGR, draw_overlay
-    from densepose_ros.predictor import DensePosePredictor
+    from densepose_ros.inference.postprocess import PART_COLORS_BGR, draw_overlay
+    from densepose_ros.inference.predictor import DensePosePredictor
 
     h, w = batch.image_sizes[0]
     mean = torch.tensor(model_cfg.input.pixel_mean).view(3, 1, 1)

@@ -25,15 +25,15 @@ from densepose_ros.export.graphs import (
     DECODER_OUTPUT,
     DENSEPOSE_HEAD,
 )
+from densepose_ros.inference.preprocess import preprocess_image
+from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageTimings
 from densepose_ros.modeling.backbone import FPN_STRIDES
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
 from densepose_ros.modeling.config import ModelConfig
 from densepose_ros.modeling.model import ROI_LEVELS, RPN_LEVELS
 from densepose_ros.modeling.rpn import RPN
-from densepose_ros.preprocess import preprocess_image
 from densepose_ros.runtime.base import Backend, InferenceSettings
-from densepose_ros.structures import DensePoseChartOutput, DensePoseResult, StageTimings
 
 GraphRunner = Callable[[str, torch.Tensor], dict[str, torch.Tensor]]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from densepose_ros.structures import DensePoseResult
+from densepose_ros.inference.structures import DensePoseResult
 
 NUM_CHARTS = 24
 

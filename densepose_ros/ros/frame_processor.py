@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from densepose_ros import postprocess
-from densepose_ros.correspondences import (
+from densepose_ros.inference import postprocess
+from densepose_ros.inference.correspondences import (
     CameraIntrinsics,
     Correspondences,
     backproject,
     sample_correspondences,
 )
+from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.runtime.base import Backend
-from densepose_ros.structures import DensePoseResult
 
 
 @dataclass

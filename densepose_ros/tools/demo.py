@@ -24,7 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from densepose_ros import bag_io, paths
+from densepose_ros import paths
+from densepose_ros.io import bag_io
 
 DEMO_SECONDS = 5.0
 INPUT_TOPIC = "/camera/image_raw"
@@ -53,7 +54,7 @@ def _start_node(weights: Path | None, log_path: Path, domain: str) -> subprocess
                PYTHONUNBUFFERED="1")
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
-        [sys.executable, "-m", "densepose_ros.node", "--ros-args", *params],
+        [sys.executable, "-m", "densepose_ros.ros.node", "--ros-args", *params],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
 

@@ -2,7 +2,7 @@
 
 ``config/densepose.yaml`` carries the same names (a test keeps the two in step), the node
 declares ROS parameters from this dataclass, and the README's parameter table is generated
-from it (``python -m densepose_ros.node_config``). ROS-free.
+from it (``python -m densepose_ros.ros.node_config``). ROS-free.
 """
 
 from __future__ import annotations
@@ -152,8 +152,9 @@ def params_yaml() -> str:
 
     lines = [
         "# Parameters of densepose_node (densepose_ros). Generated from",
-        "# densepose_ros/node_config.py (`python -m densepose_ros.node_config --yaml`), where",
-        "# every name, default, range and description lives; copy it and change what you need.",
+        "# densepose_ros/ros/node_config.py (`python -m densepose_ros.ros.node_config --yaml`),",
+        "# where every name, default, range and description lives; copy it and change what you",
+        "# need.",
         "/**:",
         "  ros__parameters:",
     ]

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from densepose_ros.inference.preprocess import PreparedImage, preprocess_image
+from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageTimings
 from densepose_ros.modeling.config import ModelConfig
-from densepose_ros.preprocess import PreparedImage, preprocess_image
-from densepose_ros.structures import DensePoseChartOutput, DensePoseResult, StageTimings
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -56,8 +56,8 @@ class DensePosePredictor:
     @classmethod
     def from_weights(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
                      **overrides) -> DensePosePredictor:
-        """Predictor for one of our weight files (see ``densepose_ros.checkpoint``)."""
-        from densepose_ros.checkpoint import load_model
+        """Predictor for one of our weight files (see ``densepose_ros.inference.checkpoint``)."""
+        from densepose_ros.inference.checkpoint import load_model
 
         model, cfg = load_model(path, device=device)
         return cls(model, cfg, device=device, **overrides)

@@ -1,0 +1,53 @@
+"""INT8 calibration inputs for TensorRT: the export run in onnxruntime (CPU) on calibration
+images, recording what each graph receives. Lives beside the backends because it runs
+one; ``export.tensorrt_engine.ensure_engines`` takes it as ``collect_calibration``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from densepose_ros.export.bundle import OnnxBundle
+from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, DENSEPOSE_HEAD, GRAPH_NAMES
+from densepose_ros.export.tensorrt_engine import (
+    EngineBuildOptions,
+    EngineError,
+    calibration_images,
+)
+from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+log = logging.getLogger(__name__)
+
+
+def collect_calibration_inputs(bundle: OnnxBundle, options: EngineBuildOptions,
+                               progress: Callable[[str], None] = log.info
+                               ) -> dict[str, list[np.ndarray]]:
+    """Each graph's inputs on the calibration images, recorded from the export run in
+    onnxruntime (CPU): padded images for the backbone, pooled features for the heads."""
+    if options.calibration_source is None:
+        raise EngineError("INT8 needs calibration images: give a folder or a bag")
+    backend = OnnxRuntimeBackend(bundle, "cpu")
+    recorded: dict[str, list[np.ndarray]] = {g: [] for g in GRAPH_NAMES}
+    run_graph = backend.run_graph
+
+    def recording(graph, tensor):
+        recorded[graph].append(tensor.cpu().numpy().copy())
+        return run_graph(graph, tensor)
+
+    backend.pipeline.run_graph = recording
+    count = 0
+    for image in calibration_images(options.calibration_source, options.calibration_images):
+        backend.infer(image)
+        count += 1
+        if count % 10 == 0:
+            progress(f"calibration: {count} images")
+    if not recorded[BACKBONE]:
+        raise EngineError(f"{options.calibration_source}: no readable calibration images")
+    for graph in (BOX_HEAD, DENSEPOSE_HEAD):
+        if not recorded[graph]:
+            raise EngineError(f"the calibration images gave no {graph} inputs (no proposals "
+                              "or no detections); use images with people in them")
+    progress(f"calibration: {count} images, {len(recorded[DENSEPOSE_HEAD])} with persons")
+    return recorded

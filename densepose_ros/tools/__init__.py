@@ -1,0 +1,1 @@
+"""End-to-end tools built on everything else: ``demo`` (``make demo``)."""
