@@ -59,7 +59,7 @@ def street_frame():
 def bench_config(name: str, repeats: int, folder: Path) -> dict:
     import torch
 
-    from densepose_ros.export.onnx_export import export_weights
+    from densepose_ros.export.onnx_export import export_onnx
     from densepose_ros.inference.checkpoint import save_weights
     from densepose_ros.modeling import build_model, get_config
     from densepose_ros.runtime import InferenceSettings
@@ -70,7 +70,7 @@ def bench_config(name: str, repeats: int, folder: Path) -> dict:
     cfg = get_config(name)
     weights = save_weights(folder / f"{name}.pth", build_model(cfg), cfg, {"purpose": "bench"})
     start = time.perf_counter()
-    bundle = export_weights(weights, folder / f"{name}_onnx", progress=lambda _: None)
+    bundle = export_onnx(weights, folder / f"{name}_onnx", progress=lambda _: None)
     export_s = time.perf_counter() - start
     backends = {"torch": TorchBackend.from_weights(weights, "cpu"),
                 "onnxruntime": OnnxRuntimeBackend(bundle, "cpu")}

@@ -157,11 +157,11 @@ def test_bad_prediction_files_are_clear_errors(eval_inputs, tmp_path, capsys):
 
 def test_eval_runs_an_onnx_export_on_onnxruntime(eval_inputs, tmp_path):
     pytest.importorskip("onnxruntime")
-    from densepose_ros.export.onnx_export import export_weights
+    from densepose_ros.export.onnx_export import export_onnx
 
     root, weights = eval_inputs
     folder = tmp_path / "export"
-    export_weights(weights, folder, progress=lambda _: None)
+    export_onnx(weights, folder, progress=lambda _: None)
     common = ["--data", str(root / "dp.json"), "--geodesics", str(root / "surface.npz")]
     assert main(["eval", "--weights", str(weights), *common,
                  "--out", str(tmp_path / "torch.json")]) == 0

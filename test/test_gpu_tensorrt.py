@@ -18,7 +18,7 @@ import torch
 from model_fixtures import light_model, light_weights, parity_image  # noqa: F401
 
 from densepose_ros.export import GRAPH_NAMES
-from densepose_ros.export.onnx_export import ExportOptions, export_weights
+from densepose_ros.export.onnx_export import ExportOptions, export_onnx
 from densepose_ros.runtime import InferenceSettings, create_backend
 
 pytestmark = pytest.mark.gpu
@@ -51,7 +51,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def light_export(light_weights, tmp_path_factory):  # noqa: F811
-    return export_weights(light_weights, tmp_path_factory.mktemp("onnx"),
+    return export_onnx(light_weights, tmp_path_factory.mktemp("onnx"),
                           ExportOptions(input_size=(480, 640)), progress=lambda _: None)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from densepose_ros.export.onnx_export import export_weights
+from densepose_ros.export.onnx_export import export_onnx
 from densepose_ros.ros.frame_processor import FrameProcessor
 from densepose_ros.runtime import InferenceSettings
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -29,7 +29,7 @@ def weights(untrained_weights):
 @pytest.fixture(scope="module")
 def export_folder(weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "light_onnx"
-    export_weights(weights, out, progress=lambda _: None)
+    export_onnx(weights, out, progress=lambda _: None)
     return out
 
 

@@ -26,7 +26,7 @@ from densepose_ros.training.trainer import (
     FINAL_WEIGHTS,
     LOSS_CURVE,
     METRICS_FILE,
-    export_weights,
+    export_deployable_weights,
     read_metrics,
     train,
 )
@@ -88,7 +88,7 @@ def test_weights_load_in_the_node_backend_and_infer(trained, tmp_path):
     from densepose_ros.runtime import InferenceSettings, create_backend
 
     _, data, _, result = trained
-    half = export_weights(result.final_weights, tmp_path / "half.pth", half=True)
+    half = export_deployable_weights(result.final_weights, tmp_path / "half.pth", half=True)
     full_state = torch.load(result.final_weights, weights_only=True)["state_dict"]
     half_state = torch.load(half, weights_only=True)["state_dict"]
     assert all(v.dtype == torch.float16 for k, v in half_state.items()

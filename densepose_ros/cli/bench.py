@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from densepose_ros.inference.precision import PREDICTOR_PRECISIONS
 from densepose_ros.inference.structures import STAGES
 from densepose_ros.modeling.config import CONFIG_NAMES
 
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per size first")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=PREDICTOR_PRECISIONS, default="fp32",
                         help="bf16: faster on CPUs with AVX512-BF16/AMX, not detectron2-exact")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")

@@ -29,6 +29,7 @@ from densepose_ros.evaluation.prediction_file import (
     load_predictions,
     save_predictions,
 )
+from densepose_ros.inference.precision import ENGINE_PRECISIONS
 
 _DEFAULTS = EvaluationConfig()
 
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda, cuda:N or auto (default: %(default)s; tensorrt "
                              "always runs on CUDA)")
-    parser.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default=None,
+    parser.add_argument("--trt-precision", choices=ENGINE_PRECISIONS, default=None,
                         help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
                              "else fp16)")
     parser.add_argument("--save-predictions", default=None, metavar="NPZ",

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from densepose_ros.export.onnx_export import (
         DEFAULT_OPSET,
         ExportOptions,
-        export_weights,
+        export_onnx,
         parse_input_size,
     )
     from densepose_ros.export.op_check import check_onnx_for_tensorrt, load_trt_op_list
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         options = ExportOptions(input_size=size, opset=args.opset or DEFAULT_OPSET)
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out must be a folder, {args.out} is a file")
-        bundle = export_weights(args.weights, args.out, options)
+        bundle = export_onnx(args.weights, args.out, options)
     except (FileNotFoundError, ValueError) as error:
         print(f"densepose export: error: {error}", file=sys.stderr)
         return 1

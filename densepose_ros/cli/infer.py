@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from densepose_ros.inference.precision import ENGINE_PRECISIONS, PREDICTOR_PRECISIONS
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -39,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resize", default="default",
                         help="'default' (the model's shortest-edge resize), 'none' (run at "
                              "the image's own size)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=PREDICTOR_PRECISIONS, default="fp32",
                         help="bf16: faster on CPUs with AVX512-BF16/AMX and on GPUs")
-    parser.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default=None,
+    parser.add_argument("--trt-precision", choices=ENGINE_PRECISIONS, default=None,
                         help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
                              "else fp16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -39,12 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from densepose_ros.training.config import TrainConfigError, load_train_config
-    from densepose_ros.training.trainer import TrainingError, export_weights, train
+    from densepose_ros.training.trainer import TrainingError, export_deployable_weights, train
 
     if args.export is not None:
         source, out = args.export
         try:
-            path = export_weights(source, out, half=not args.fp32)
+            path = export_deployable_weights(source, out, half=not args.fp32)
         except (OSError, ValueError) as error:
             print(f"densepose train: {error}", file=sys.stderr)
             return 2

@@ -34,7 +34,7 @@ def export_cache_dir(model_sha256: str, config_name: str) -> Path:
 
 def cached_export(weights: Path, progress=log.info) -> OnnxBundle:
     """The export of ``weights`` from the cache, exporting it first when absent or stale."""
-    from densepose_ros.export.onnx_export import export_weights
+    from densepose_ros.export.onnx_export import export_onnx
 
     digest = file_sha256(weights)
     from densepose_ros.inference.checkpoint import read_weights
@@ -50,7 +50,7 @@ def cached_export(weights: Path, progress=log.info) -> OnnxBundle:
         except (ValueError, FileNotFoundError) as error:
             log.warning("cached export unusable (%s); exporting again", error)
     progress(f"exporting {weights.name} to ONNX (once; cached in {target})")
-    return export_atomically(target, lambda work: export_weights(weights, work, progress=progress))
+    return export_atomically(target, lambda work: export_onnx(weights, work, progress=progress))
 
 
 def export_atomically(target: Path, export) -> OnnxBundle:

@@ -162,7 +162,7 @@ def export_model(model: DensePoseRCNN, cfg: ModelConfig, out_dir: str | Path,
     return bundle
 
 
-def export_weights(weights: str | Path, out_dir: str | Path,
+def export_onnx(weights: str | Path, out_dir: str | Path,
                    options: ExportOptions | None = None,
                    progress: Callable[[str], None] = print) -> OnnxBundle:
     """Export one of our weight files (``densepose export``)."""

@@ -31,10 +31,14 @@ import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle
 from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, GRAPH_NAMES
+from densepose_ros.inference.precision import (
+    DEFAULT_ENGINE_PRECISION,
+    ENGINE_PRECISIONS,
+    check_precision,
+)
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
@@ -47,7 +51,7 @@ class EngineBuildOptions:
     """How engines are built. Sizes are padded network inputs (height, width), multiples of
     32; the backbone's optimisation profile spans them (opt = the export's example size)."""
 
-    precision: str = "fp16"
+    precision: str = DEFAULT_ENGINE_PRECISION
     workspace_gib: float = 4.0
     # Network input sizes the engine must accept: a 640x480 camera at the light model's
     # resize gives 480x640; the R-50 models' resize of 4:3 frames gives 800x1088.
@@ -179,8 +183,10 @@ def ensure_engines(bundle: OnnxBundle, options: EngineBuildOptions | None = None
     """Engine paths of all graphs, building any that is missing, stale or mismatched.
     INT8 builds take their calibration inputs from ``collect_calibration``."""
     options = options or EngineBuildOptions()
-    if options.precision not in PRECISIONS:
-        raise EngineError(f"precision must be one of {PRECISIONS}, got {options.precision!r}")
+    try:
+        check_precision(options.precision, ENGINE_PRECISIONS, "TensorRT engine")
+    except ValueError as error:
+        raise EngineError(str(error)) from error
     paths = {}
     calibration: dict[str, list[np.ndarray]] | None = None
     for graph in GRAPH_NAMES:

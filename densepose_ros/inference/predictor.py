@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from densepose_ros.inference.precision import PREDICTOR_PRECISIONS, check_precision
 from densepose_ros.inference.preprocess import PreparedImage, preprocess_image
 from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageTimings
 from densepose_ros.modeling.config import ModelConfig
-
-PRECISIONS = ("fp32", "bf16")
 
 
 class DensePosePredictor:
@@ -49,9 +48,7 @@ class DensePosePredictor:
         self.max_detections = cfg.box_head.max_detections if max_detections is None \
             else max_detections
         self.resize = resize
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision = precision
+        self.precision = check_precision(precision, PREDICTOR_PRECISIONS, "predictor")
 
     @classmethod
     def from_weights(cls, path: str | os.PathLike, device: str | torch.device = "cpu",

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from densepose_ros.inference.precision import ENGINE_PRECISIONS
+
 
 def _param(default, description: str, *, runtime: bool = False, range_=None, choices=None):
     """A parameter: ``runtime`` ones may change while the node runs (``ros2 param set``)."""
@@ -41,7 +43,7 @@ class NodeConfig:
     tensorrt_precision: str = _param(
         "", "TensorRT engine precision; empty: $DENSEPOSE_TRT_PRECISION, else fp16. int8 "
         "needs engines built beforehand (`densepose build-engine --int8 --calib ...`).",
-        choices=("", "fp16", "fp32", "int8"))
+        choices=("", *ENGINE_PRECISIONS))
     # --- detection and output (safe to change at run time) -----------------------------
     score_threshold: float = _param(
         0.8, "Minimum detection score of a published person.", runtime=True, range_=(0.0, 1.0))

@@ -32,6 +32,7 @@ from densepose_ros.export.tensorrt_engine import (
     expected_info,
     mismatch,
 )
+from densepose_ros.inference.precision import DEFAULT_ENGINE_PRECISION, ENGINE_PRECISIONS
 from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.runtime.base import BackendUnavailable
 from densepose_ros.runtime.split_pipeline import GraphBackend, SplitPipeline
@@ -39,16 +40,15 @@ from densepose_ros.runtime.split_pipeline import GraphBackend, SplitPipeline
 log = logging.getLogger(__name__)
 
 PRECISION_ENV = "DENSEPOSE_TRT_PRECISION"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def resolve_precision(precision: str | None = None) -> str:
     """The engine precision to use: `precision`, else $DENSEPOSE_TRT_PRECISION, else the
     build default; ValueError for anything but fp32, fp16 or int8."""
-    chosen = precision or os.environ.get(PRECISION_ENV) or EngineBuildOptions().precision
-    if chosen not in PRECISIONS:
+    chosen = precision or os.environ.get(PRECISION_ENV) or DEFAULT_ENGINE_PRECISION
+    if chosen not in ENGINE_PRECISIONS:
         source = "precision" if precision else f"${PRECISION_ENV}"
-        raise ValueError(f"TensorRT {source} must be one of {', '.join(PRECISIONS)} "
+        raise ValueError(f"TensorRT {source} must be one of {', '.join(ENGINE_PRECISIONS)} "
                          f"(got '{chosen}')")
     return chosen
 

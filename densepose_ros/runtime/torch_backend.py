@@ -8,21 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from densepose_ros.inference.device import resolve_device
 from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.runtime.base import Backend, InferenceSettings
 
 
 def _or(value, default):
     return default if value is None else value
-
-
-def resolve_device(device: str) -> torch.device:
-    if device in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available")
-    return resolved
 
 
 class TorchBackend(Backend):

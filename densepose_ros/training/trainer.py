@@ -46,6 +46,7 @@ from densepose_ros.inference.checkpoint import (
     read_weights,
     save_weights,
 )
+from densepose_ros.inference.device import resolve_device
 from densepose_ros.modeling.config import ModelConfig, get_config
 from densepose_ros.modeling.model import DensePoseRCNN, build_model
 from densepose_ros.training.config import TrainConfig, train_config_from_dict
@@ -155,15 +156,6 @@ def batch_to(batch: TrainingBatch, device: torch.device) -> TrainingBatch:
 
 
 # -- model and checkpoints ---------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
 def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
     """The model to train: from scratch (seeded) or from `init_weights`."""
     try:
@@ -325,7 +317,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / LAST_CHECKPOINT
-    device = resolve_device(cfg.device)
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as error:
+        raise TrainingError(str(error)) from error
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     use_amp = cfg.amp and device.type == "cuda"
@@ -477,7 +472,8 @@ def _summary_writer(path: Path):
     return SummaryWriter(str(path))
 
 
-def export_weights(checkpoint: Path | str, out: Path | str, half: bool = True) -> Path:
+def export_deployable_weights(checkpoint: Path | str, out: Path | str, half: bool = True
+                              ) -> Path:
     """Weights of a training checkpoint without its training state, float16 if `half`."""
     model_cfg, state, metadata = read_weights(checkpoint)
     model = build_model(model_cfg)
