@@ -34,6 +34,7 @@ from densepose_ros.inference.predictor import DensePosePredictor
 from densepose_ros.modeling import build_model, get_config
 from densepose_ros.modeling.config import CONFIG_NAMES
 from densepose_ros.runtime import InferenceSettings
+from densepose_ros.runtime.base import NO_RESIZE
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from densepose_ros.runtime.torch_backend import TorchBackend
 
@@ -135,7 +136,7 @@ def test_light_export_matches_pytorch_on_parity_image_and_street_frame(exports):
 def test_r50_legacy_matches_pytorch_on_full_size_parity_image(exports):
     """The detectron2 parity setting: 800x1067, no resize, stand-in model-zoo weights."""
     reference, exported = backends(exports, "R_50_FPN_s1x_legacy",
-                                   InferenceSettings(resize_shortest_edge=0))
+                                   InferenceSettings(resize_shortest_edge=NO_RESIZE))
     diff = compare(reference.infer(parity_image()), exported.infer(parity_image()),
                    chart_box_tol=0.05)
     print("R_50_FPN_s1x_legacy full size", diff)

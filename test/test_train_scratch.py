@@ -86,6 +86,7 @@ def test_ap_rises_well_above_the_untrained_model(trained):
 
 def test_weights_load_in_the_node_backend_and_infer(trained, tmp_path):
     from densepose_ros.runtime import InferenceSettings, create_backend
+    from densepose_ros.runtime.base import NO_RESIZE
 
     _, data, _, result = trained
     half = export_deployable_weights(result.final_weights, tmp_path / "half.pth", half=True)
@@ -101,7 +102,7 @@ def test_weights_load_in_the_node_backend_and_infer(trained, tmp_path):
         backend, _ = create_backend("torch", path, "cpu")
         try:
             # the tiny model was trained at the images' own size
-            backend.configure(InferenceSettings(resize_shortest_edge=0))
+            backend.configure(InferenceSettings(resize_shortest_edge=NO_RESIZE))
             outputs[name] = backend.infer(image)
         finally:
             backend.close()

@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from densepose_ros.inference.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
     from densepose_ros.paths import default_model_path
     from densepose_ros.runtime import BackendUnavailable, InferenceSettings, create_backend
+    from densepose_ros.runtime.base import MODEL_DEFAULT_RESIZE, NO_RESIZE
 
     if args.resize not in ("default", "none"):
         print(f"densepose infer: error: --resize must be 'default' or 'none', got "
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                                          tensorrt_precision=args.trt_precision)
         backend.configure(InferenceSettings(
             score_threshold=args.score_threshold,
-            resize_shortest_edge=0 if args.resize == "none" else None))
+            resize_shortest_edge=NO_RESIZE if args.resize == "none" else MODEL_DEFAULT_RESIZE))
         if args.precision != "fp32":
             if backend.name != "torch":
                 raise ValueError(f"--precision {args.precision} is a torch-backend option "

@@ -61,8 +61,7 @@ class BoxHeadGraph(nn.Module):
         self.model = model
 
     def forward(self, box_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stage = self.model.roi_heads
-        return stage.box_predictor(stage.box_head(box_features))
+        return self.model.roi_heads.head_outputs(box_features)
 
 
 class DensePoseHeadGraph(nn.Module):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
@@ -11,7 +10,7 @@ from torch import nn
 
 from densepose_ros.inference.precision import PREDICTOR_PRECISIONS, check_precision
 from densepose_ros.inference.preprocess import PreparedImage, preprocess_image
-from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageTimings
+from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageClock
 from densepose_ros.modeling.config import ModelConfig
 
 
@@ -62,27 +61,26 @@ class DensePosePredictor:
     # -- public API ---------------------------------------------------------------------------
     def __call__(self, image: np.ndarray, color_order: str = "BGR") -> DensePoseResult:
         """Detect persons in an H x W x 3 uint8 image and predict their charts."""
-        timings = StageTimings()
+        clock = StageClock(self.device)
         with torch.inference_mode(), self._autocast():
-            clock = time.perf_counter()
             prepared = self._prepare(image, color_order)
-            clock = _lap(timings, "preprocess", clock)
+            clock.lap("preprocess")
             features = self.model.backbone_features(prepared.tensor)
-            clock = _lap(timings, "backbone", clock)
+            clock.lap("backbone")
             proposals = self.model.propose(features, [prepared.input_size])
-            clock = _lap(timings, "rpn", clock)
+            clock.lap("rpn")
             (boxes, scores), = self.model.detect(
                 features, [proposals[0][0]], [prepared.input_size],
                 score_threshold=float(self.score_threshold),
                 nms_threshold=float(self.nms_threshold),
                 max_detections=int(self.max_detections),
             )
-            clock = _lap(timings, "box_head", clock)
+            clock.lap("box_head")
             charts = self._densepose(features, boxes)
-            clock = _lap(timings, "densepose_head", clock)
-            result = self._to_source(prepared, boxes, scores, charts)
-            _lap(timings, "postprocess", clock)
-        result.timings = timings
+            clock.lap("densepose_head")
+            result = prepared.result_in_source(boxes, scores, charts)
+            clock.lap("postprocess")
+        result.timings = clock.timings
         return result
 
     def predict_on_boxes(self, image: np.ndarray, boxes_xyxy, color_order: str = "BGR"
@@ -101,22 +99,21 @@ class DensePosePredictor:
                                  f"{tuple(boxes.shape)}")
         if not torch.isfinite(boxes).all():
             raise ValueError("boxes must be finite")
-        timings = StageTimings()
+        clock = StageClock(self.device)
         with torch.inference_mode(), self._autocast():
-            clock = time.perf_counter()
             prepared = self._prepare(image, color_order)
-            clock = _lap(timings, "preprocess", clock)
+            clock.lap("preprocess")
             sx, sy = prepared.scale_xy
             to_input = torch.tensor([1 / sx, 1 / sy, 1 / sx, 1 / sy])
             input_boxes = (boxes * to_input).to(self.device)
             features = (self.model.backbone_features(prepared.tensor) if len(boxes) else None)
-            clock = _lap(timings, "backbone", clock)
+            clock.lap("backbone")
             charts = self._densepose(features, input_boxes)
-            clock = _lap(timings, "densepose_head", clock)
+            clock.lap("densepose_head")
             result = DensePoseResult(boxes.clone(), torch.ones(len(boxes)), charts.to("cpu"),
                                      prepared.source_size)
-            _lap(timings, "postprocess", clock)
-        result.timings = timings
+            clock.lap("postprocess")
+        result.timings = clock.timings
         return result
 
     # -- internals ----------------------------------------------------------------------------
@@ -135,21 +132,3 @@ class DensePosePredictor:
             dp = self.cfg.densepose
             return DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size)
         return self.model.densepose_on_boxes(features, [boxes])
-
-    def _to_source(self, prepared: PreparedImage, boxes: torch.Tensor, scores: torch.Tensor,
-                   charts: DensePoseChartOutput) -> DensePoseResult:
-        sx, sy = prepared.scale_xy
-        height, width = prepared.source_size
-        boxes = boxes.to("cpu", torch.float32) * torch.tensor([sx, sy, sx, sy])
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-        return DensePoseResult(boxes, scores.to("cpu", torch.float32), charts.to("cpu"),
-                               prepared.source_size)
-
-
-def _lap(timings: StageTimings, stage: str, start: float) -> float:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()  # GPU work is asynchronous: time it where it ends
-    now = time.perf_counter()
-    setattr(timings, stage, now - start)
-    return now

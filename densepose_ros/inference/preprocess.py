@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
 from densepose_ros.modeling.config import InputConfig
 
 COLOR_ORDERS = ("BGR", "RGB")
@@ -31,6 +32,18 @@ class PreparedImage:
     def scale_xy(self) -> tuple[float, float]:
         """Source pixels per input pixel along x and y (1.0 without resize)."""
         return (self.source_size[1] / self.input_size[1], self.source_size[0] / self.input_size[0])
+
+    def result_in_source(self, boxes: torch.Tensor, scores: torch.Tensor,
+                         charts: DensePoseChartOutput) -> DensePoseResult:
+        """Detections in network-input pixels -> a result in source pixels (boxes scaled and
+        clamped to the image), everything on the CPU."""
+        sx, sy = self.scale_xy
+        height, width = self.source_size
+        boxes = boxes.to("cpu", torch.float32) * torch.tensor([sx, sy, sx, sy])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        return DensePoseResult(boxes, scores.to("cpu", torch.float32), charts.to("cpu"),
+                               self.source_size)
 
 
 def check_image(image: object) -> np.ndarray:

@@ -7,6 +7,7 @@ covers the person's box, stretched to M x M).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -70,6 +71,23 @@ class StageTimings:
     @property
     def total(self) -> float:
         return sum(getattr(self, name) for name in STAGES)
+
+
+class StageClock:
+    """Times consecutive stages of one call into ``timings``. GPU work is asynchronous: on a
+    CUDA device each lap waits for it, so a stage is timed where its work ends."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.timings = StageTimings()
+        self._device = torch.device(device)
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+        now = time.perf_counter()
+        setattr(self.timings, stage, now - self._last)
+        self._last = now
 
 
 @dataclass

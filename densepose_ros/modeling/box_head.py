@@ -74,10 +74,18 @@ class BoxStage(nn.Module):
         max_detections: int | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per image: boxes [D, 4] (xyxy, input pixels), scores [D], class ids [D]."""
-        pooled = self.pooler(features, boxes_to_rois(proposals))
-        logits, deltas = self.box_predictor(self.box_head(pooled))
+        logits, deltas = self.head_outputs(self.pool(features, proposals))
         return self.select_detections(logits, deltas, proposals, image_sizes, score_threshold,
                                       nms_threshold, max_detections)
+
+    def pool(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
+        """RoIAlign of every box of every image [sum Ri, C, P, P] on its FPN level."""
+        return self.pooler(features, boxes_to_rois(boxes))
+
+    def head_outputs(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box head + predictor on pooled RoIs: class logits [R, K+1], deltas [R, 4K]
+        (training, inference and the exported box-head graph all run this)."""
+        return self.box_predictor(self.box_head(pooled))
 
     def select_detections(
         self,

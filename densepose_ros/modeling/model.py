@@ -20,12 +20,21 @@ from densepose_ros.inference.structures import DensePoseChartOutput
 from densepose_ros.modeling.backbone import FPN_STRIDES, ConvNorm, FPNBackbone
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
-from densepose_ros.modeling.config import ModelConfig
+from densepose_ros.modeling.config import DensePoseHeadConfig, ModelConfig
 from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, DensePoseConvXHead
 from densepose_ros.modeling.rpn import RPN
 
 RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
 ROI_LEVELS = ("p2", "p3", "p4", "p5")
+RPN_STRIDES = tuple(FPN_STRIDES[name] for name in RPN_LEVELS)
+ROI_STRIDES = tuple(FPN_STRIDES[name] for name in ROI_LEVELS)
+
+
+def make_densepose_pooler(dp: DensePoseHeadConfig) -> MultiLevelRoIAlign:
+    """RoIAlign of the DensePose branch: on the decoder's map, or on p2..p5."""
+    strides = (dp.decoder_common_stride,) if dp.decoder_on else ROI_STRIDES
+    return MultiLevelRoIAlign(dp.pooler_resolution, strides, dp.pooler_sampling_ratio,
+                              dp.pooler_aligned)
 
 
 class RoIHeads(BoxStage):
@@ -34,18 +43,15 @@ class RoIHeads(BoxStage):
     def __init__(self, cfg: ModelConfig, channels: int,
                  densepose_head: nn.Module | None = None,
                  densepose_predictor: nn.Module | None = None):
-        strides = tuple(FPN_STRIDES[name] for name in ROI_LEVELS)
-        super().__init__(cfg.box_head, channels, strides, cfg.box_scale_clamp)
+        super().__init__(cfg.box_head, channels, ROI_STRIDES, cfg.box_scale_clamp)
         dp = cfg.densepose
         if dp.decoder_on:
             self.decoder = Decoder(dp, channels, {n: FPN_STRIDES[n] for n in ROI_LEVELS})
-            dp_strides: tuple[int, ...] = (dp.decoder_common_stride,)
             dp_channels = dp.decoder_out_channels
         else:
             self.decoder = None
-            dp_strides, dp_channels = strides, channels
-        self.densepose_pooler = MultiLevelRoIAlign(dp.pooler_resolution, dp_strides,
-                                                   dp.pooler_sampling_ratio, dp.pooler_aligned)
+            dp_channels = channels
+        self.densepose_pooler = make_densepose_pooler(dp)
         self.densepose_head = densepose_head or DensePoseConvXHead(dp, dp_channels)
         self.densepose_predictor = densepose_predictor or ChartPredictor(
             dp, self.densepose_head.out_channels
@@ -67,7 +73,7 @@ class DensePoseRCNN(nn.Module):
         self.backbone = backbone or FPNBackbone(cfg.backbone)
         channels = cfg.backbone.fpn_channels
         self.proposal_generator = proposal_generator or RPN(
-            cfg.rpn, channels, tuple(FPN_STRIDES[n] for n in RPN_LEVELS), cfg.box_scale_clamp
+            cfg.rpn, channels, RPN_STRIDES, cfg.box_scale_clamp
         )
         self.roi_heads = roi_heads or RoIHeads(cfg, channels)
         self.norms_folded = False

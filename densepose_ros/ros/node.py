@@ -280,9 +280,7 @@ class DensePoseNode(LifecycleNode):
         self._backend.configure(InferenceSettings(
             score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold,
             max_detections=cfg.max_persons,
-            resize_shortest_edge={0: None, -1: 0}.get(
-                cfg.resize_shortest_edge, cfg.resize_shortest_edge),
-            resize_max_size=cfg.resize_max_size or None,
+            resize_shortest_edge=cfg.resize_shortest_edge, resize_max_size=cfg.resize_max_size,
         ))
 
     # --- input -----------------------------------------------------------------------------

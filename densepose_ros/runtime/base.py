@@ -2,29 +2,69 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 
 from densepose_ros.inference.structures import DensePoseResult
+from densepose_ros.modeling.config import ModelConfig
 
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot run here (library missing, no GPU, ...); the message says why."""
 
 
+# resize_shortest_edge values with a meaning of their own (the node's parameter uses them).
+MODEL_DEFAULT_RESIZE = 0
+NO_RESIZE = -1
+
+
 @dataclass
 class InferenceSettings:
-    """Post-processing settings a backend applies; None keeps the model's own default."""
+    """Post-processing settings a backend applies; None (or 0 for the sizes) keeps the
+    model's own default."""
 
     score_threshold: float | None = None
     nms_threshold: float | None = None
     max_detections: int | None = None
-    # Shortest-edge resize and its longer-side cap (None: the model's default); a shortest
-    # edge of 0 disables resizing (the image runs at its own size).
-    resize_shortest_edge: int | None = None
-    resize_max_size: int | None = None
+    # Shortest edge of the network input in pixels: MODEL_DEFAULT_RESIZE (0) the model's,
+    # NO_RESIZE (-1) none (the image runs at its own size).
+    resize_shortest_edge: int = MODEL_DEFAULT_RESIZE
+    # Cap on the longer side after resizing; 0: the model's.
+    resize_max_size: int = 0
+
+    def resolve(self, cfg: ModelConfig) -> ResolvedSettings:
+        """These settings with the model's defaults filled in."""
+        box = cfg.box_head
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        input_cfg = dataclasses.replace(
+            cfg.input,
+            min_size=self.resize_shortest_edge if self.resize_shortest_edge > 0
+            else cfg.input.min_size,
+            max_size=self.resize_max_size or cfg.input.max_size)
+        return ResolvedSettings(
+            score_threshold=float(pick(self.score_threshold, box.score_threshold)),
+            nms_threshold=float(pick(self.nms_threshold, box.nms_threshold)),
+            max_detections=int(pick(self.max_detections, box.max_detections)),
+            resize=self.resize_shortest_edge != NO_RESIZE,
+            model_cfg=dataclasses.replace(cfg, input=input_cfg))
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """``InferenceSettings`` for one model: every value concrete.
+
+    model_cfg: the model's configuration with the resize sizes applied to its input config.
+    resize: whether images are resized at all.
+    """
+
+    score_threshold: float
+    nms_threshold: float
+    max_detections: int
+    resize: bool
+    model_cfg: ModelConfig
 
 
 class Backend(ABC):

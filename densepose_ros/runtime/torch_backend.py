@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,6 @@ import torch
 from densepose_ros.inference.device import resolve_device
 from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.runtime.base import Backend, InferenceSettings
-
-
-def _or(value, default):
-    return default if value is None else value
 
 
 class TorchBackend(Backend):
@@ -49,19 +44,13 @@ class TorchBackend(Backend):
         return self.predictor(image_bgr, color_order="BGR")
 
     def configure(self, settings: InferenceSettings) -> None:
-        predictor, cfg = self.predictor, self._model_cfg
-        box = cfg.box_head
-        predictor.score_threshold = _or(settings.score_threshold, box.score_threshold)
-        predictor.nms_threshold = _or(settings.nms_threshold, box.nms_threshold)
-        predictor.max_detections = _or(settings.max_detections, box.max_detections)
-        predictor.resize = settings.resize_shortest_edge != 0
-        if predictor.resize:
-            # The predictor reads its resize sizes from the input config: swap in a copy.
-            predictor.cfg = dataclasses.replace(cfg, input=dataclasses.replace(
-                cfg.input,
-                min_size=_or(settings.resize_shortest_edge, cfg.input.min_size),
-                max_size=_or(settings.resize_max_size, cfg.input.max_size),
-            ))
+        resolved = settings.resolve(self._model_cfg)
+        predictor = self.predictor
+        predictor.score_threshold = resolved.score_threshold
+        predictor.nms_threshold = resolved.nms_threshold
+        predictor.max_detections = resolved.max_detections
+        predictor.resize = resolved.resize
+        predictor.cfg = resolved.model_cfg  # the predictor reads its resize sizes from it
 
     def describe(self) -> str:
         return self._description

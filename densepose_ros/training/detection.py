@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from densepose_ros.data.batching import ImageTargets, TrainingBatch
-from densepose_ros.modeling.box_ops import boxes_to_rois
 from densepose_ros.modeling.model import ROI_LEVELS, RPN_LEVELS, DensePoseRCNN
 from densepose_ros.training.losses import (
     DensePoseLossWeights,
@@ -178,8 +177,8 @@ def box_head_losses(model: DensePoseRCNN, features: dict[str, torch.Tensor],
                                         heads.cfg.box_reg_weights))
         fg_boxes.append(candidates[positive])
         fg_gt.append(gt_keep[matched])
-    pooled = heads.pooler([features[n] for n in ROI_LEVELS], boxes_to_rois(sampled_boxes))
-    logits, deltas = heads.box_predictor(heads.box_head(pooled))
+    logits, deltas = heads.head_outputs(
+        heads.pool([features[n] for n in ROI_LEVELS], sampled_boxes))
     labels_all = torch.cat(class_targets)
     loss_cls = F.cross_entropy(logits, labels_all)
     fg_rows = torch.nonzero(labels_all < num_classes).flatten()
