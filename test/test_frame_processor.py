@@ -5,8 +5,9 @@ import torch
 
 from densepose_ros.inference import postprocess
 from densepose_ros.inference.correspondences import CameraIntrinsics
+from densepose_ros.inference.postprocess import quantise_unit
 from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
-from densepose_ros.ros.frame_processor import FrameProcessor, cap_chart, quantise_unit
+from densepose_ros.ros.frame_processor import FrameProcessor, cap_chart
 
 
 def make_result(boxes, image_size=(120, 160), seed=0) -> DensePoseResult:

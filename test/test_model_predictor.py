@@ -170,3 +170,20 @@ def test_batched_forward_equals_single_images(light_model, small_image):  # noqa
         torch.testing.assert_close(boxes, boxes1, atol=1e-3, rtol=1e-4)
         torch.testing.assert_close(scores, scores1, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(charts.fine_segm, charts1.fine_segm, atol=1e-3, rtol=1e-3)
+
+
+def test_training_batches_and_inference_inputs_are_the_same_tensor():
+    # one normalisation for both: a model sees in training what it sees in the node
+    from densepose_ros.data.batching import collate_samples
+    from densepose_ros.data.transforms import Sample
+    from densepose_ros.modeling.config import InputConfig
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    for color_order in ("BGR", "RGB"):
+        cfg = InputConfig(color_order=color_order)
+        inference = preprocess_image(image, cfg, color_order="BGR", resize=False).tensor
+        sample = Sample(image=image, instances=[], image_id=1)
+        training = collate_samples([sample], cfg).images
+        assert inference.shape == training.shape == (1, 3, 96, 96)
+        torch.testing.assert_close(inference, training, rtol=0, atol=0)

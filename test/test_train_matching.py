@@ -8,13 +8,12 @@ import math
 import pytest
 import torch
 
-from densepose_ros.modeling.box_ops import decode_boxes
+from densepose_ros.modeling.box_ops import decode_boxes, encode_boxes
 from densepose_ros.training.config import SolverConfig, TrainConfig
 from densepose_ros.training.matching import (
     IGNORED,
     NEGATIVE,
     POSITIVE,
-    encode_boxes,
     match_by_iou,
     sample_balanced,
 )

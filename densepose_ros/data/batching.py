@@ -9,6 +9,7 @@ import torch
 
 from densepose_ros.data.coco import DP_FRAME_SIZE
 from densepose_ros.data.transforms import Sample
+from densepose_ros.inference.preprocess import network_batch
 from densepose_ros.modeling.config import InputConfig
 
 NUM_KEYPOINTS = 17
@@ -113,20 +114,9 @@ def collate_samples(samples: list[Sample], input_config: InputConfig | None = No
                     ) -> TrainingBatch:
     """Normalise, pad and stack the images; turn each sample's ground truth into tensors."""
     cfg = input_config or InputConfig()
-    if cfg.color_order not in ("BGR", "RGB"):
-        raise ValueError(f"unknown colour order {cfg.color_order!r}")
     sizes = [(s.image.shape[0], s.image.shape[1]) for s in samples]
-    div = cfg.size_divisibility
-    padded_h = -(-max(h for h, _ in sizes) // div) * div
-    padded_w = -(-max(w for _, w in sizes) // div) * div
-    images = torch.zeros((len(samples), 3, padded_h, padded_w), dtype=torch.float32)
-    mean = torch.tensor(cfg.pixel_mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(cfg.pixel_std, dtype=torch.float32).view(3, 1, 1)
-    for k, sample in enumerate(samples):
-        pixels = sample.image if cfg.color_order == "BGR" else sample.image[:, :, ::-1]
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
-        h, w = sizes[k]
-        images[k, :, :h, :w] = (tensor - mean) / std
+    # Samples hold BGR images, as decoded by OpenCV.
+    images = network_batch([s.image for s in samples], cfg, color_order="BGR")
     return TrainingBatch(images=images, image_sizes=sizes,
                          targets=[sample_targets(s) for s in samples],
                          image_ids=[s.image_id for s in samples],

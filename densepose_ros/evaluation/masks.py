@@ -12,17 +12,16 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from densepose_ros.data.coco import InstanceAnnotation
-from densepose_ros.inference.postprocess import PersonIUV
+from densepose_ros.inference.postprocess import PersonIUV, image_overlap
 
 
 def _paste(patch: np.ndarray, x0: int, y0: int, height: int, width: int) -> np.ndarray:
     """Place a [h, w] patch with its top-left at (x0, y0) in an empty image, clipped."""
     canvas = np.zeros((height, width), dtype=np.uint8)
     h, w = patch.shape
-    cx0, cy0 = max(x0, 0), max(y0, 0)
-    cx1, cy1 = min(x0 + w, width), min(y0 + h, height)
-    if cx1 > cx0 and cy1 > cy0:
-        canvas[cy0:cy1, cx0:cx1] = patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    overlap = image_overlap((x0, y0, x0 + w, y0 + h), height, width)
+    if overlap is not None:
+        canvas[overlap.image] = patch[overlap.patch]
     return canvas
 
 

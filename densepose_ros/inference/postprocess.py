@@ -103,14 +103,35 @@ def _label_and_uv(fine: np.ndarray, u: np.ndarray, v: np.ndarray
     return labels, u.reshape(-1)[flat], v.reshape(-1)[flat]
 
 
-def _paste_region(box: tuple[int, int, int, int], height: int, width: int):
-    """Slices of the image and of the person arrays where a box overlaps the image."""
+@dataclass
+class ImageOverlap:
+    """Where a patch spanning an integer box (x0, y0, x1, y1) lies inside an image.
+
+    image: (rows, cols) slices of the image; patch: the same pixels' slices of the patch;
+    box: the clipped box (x0, y0, x1, y1) in image pixels.
+    """
+
+    image: tuple[slice, slice]
+    patch: tuple[slice, slice]
+    box: tuple[int, int, int, int]
+
+
+def image_overlap(box: tuple[int, int, int, int], height: int, width: int
+                  ) -> ImageOverlap | None:
+    """The part of ``box`` inside a ``height`` x ``width`` image; None if it has none."""
     x0, y0, x1, y1 = box
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if cx0 >= cx1 or cy0 >= cy1:
         return None
-    return (slice(cy0, cy1), slice(cx0, cx1)), (slice(cy0 - y0, cy1 - y0),
-                                                slice(cx0 - x0, cx1 - x0))
+    return ImageOverlap(image=(slice(cy0, cy1), slice(cx0, cx1)),
+                        patch=(slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0)),
+                        box=(cx0, cy0, cx1, cy1))
+
+
+def quantise_unit(values: np.ndarray) -> np.ndarray:
+    """U or V in [0, 1] -> uint8 round(x * 255) (clipped; ties to even, as numpy rounds):
+    the one quantisation of IUV images and messages."""
+    return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def full_frame_iuv(result: DensePoseResult,
@@ -124,18 +145,14 @@ def full_frame_iuv(result: DensePoseResult,
     iuv = np.zeros((height, width, 3), dtype=np.uint8)
     persons = person_iuv_charts(result) if persons is None else persons
     for person in sorted(persons, key=lambda p: p.score):
-        region = _paste_region(person.box, height, width)
-        if region is None:
+        overlap = image_overlap(person.box, height, width)
+        if overlap is None:
             continue
-        dst, src = region
+        src = overlap.patch
         labels = person.labels[src]
-        patch = cv2.merge([labels, _to_byte(person.u[src]), _to_byte(person.v[src])])
-        cv2.copyTo(patch, (labels > 0).view(np.uint8), iuv[dst])  # writes into the view
+        patch = cv2.merge([labels, quantise_unit(person.u[src]), quantise_unit(person.v[src])])
+        cv2.copyTo(patch, (labels > 0).view(np.uint8), iuv[overlap.image])  # into the view
     return iuv
-
-
-def _to_byte(values: np.ndarray) -> np.ndarray:
-    return (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _part_palette() -> np.ndarray:

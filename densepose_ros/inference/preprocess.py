@@ -73,12 +73,30 @@ def resized_shape(height: int, width: int, min_size: int, max_size: int) -> tupl
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
+def network_batch(images: list[np.ndarray], cfg: InputConfig, color_order: str = "BGR",
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """H x W x 3 uint8 images (already at network size) -> [B, 3, Hp, Wp] float32 in the
+    model's colour order, normalised with its mean/std and zero-padded at the bottom/right to
+    its size divisibility. Inference and training both use this, so they cannot drift apart."""
+    flip = check_color_order(color_order) != cfg.color_order
+    div = cfg.size_divisibility
+    padded_h = -(-max(image.shape[0] for image in images) // div) * div
+    padded_w = -(-max(image.shape[1] for image in images) // div) * div
+    batch = torch.zeros((len(images), 3, padded_h, padded_w), device=device)
+    mean = torch.tensor(cfg.pixel_mean, device=device).view(3, 1, 1)
+    std = torch.tensor(cfg.pixel_std, device=device).view(3, 1, 1)
+    for index, image in enumerate(images):
+        pixels = np.ascontiguousarray(image[:, :, ::-1] if flip else image)
+        tensor = torch.from_numpy(pixels).to(device).permute(2, 0, 1)
+        batch[index, :, :image.shape[0], :image.shape[1]] = (tensor.float() - mean) / std
+    return batch
+
+
 def preprocess_image(image: np.ndarray, cfg: InputConfig, color_order: str = "BGR",
                      resize: bool = True, device: torch.device | str = "cpu") -> PreparedImage:
     """Turn an H x W x 3 uint8 image into the network's input (see ``PreparedImage``)."""
     image = check_image(image)
-    if check_color_order(color_order) != cfg.color_order:
-        image = image[:, :, ::-1]
+    check_color_order(color_order)
     source_size = (image.shape[0], image.shape[1])
     if resize:
         height, width = resized_shape(*source_size, cfg.min_size, cfg.max_size)
@@ -87,12 +105,5 @@ def preprocess_image(image: np.ndarray, cfg: InputConfig, color_order: str = "BG
             shrinking = height < source_size[0]
             image = cv2.resize(np.ascontiguousarray(image), (width, height),
                                interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    height, width = image.shape[:2]
-    div = cfg.size_divisibility
-    padded_h, padded_w = -(-height // div) * div, -(-width // div) * div
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
-    mean = torch.tensor(cfg.pixel_mean, device=device).view(3, 1, 1)
-    std = torch.tensor(cfg.pixel_std, device=device).view(3, 1, 1)
-    tensor = torch.zeros((1, 3, padded_h, padded_w), device=device)
-    tensor[0, :, :height, :width] = (pixels.float() - mean) / std
-    return PreparedImage(tensor, (height, width), source_size)
+    tensor = network_batch([image], cfg, color_order, device)
+    return PreparedImage(tensor, (image.shape[0], image.shape[1]), source_size)

@@ -1,4 +1,5 @@
-"""Box arithmetic shared by the RPN and the box head: delta decoding, clipping, RoI pooling.
+"""Box arithmetic shared by the RPN, the box head and training: delta encoding and
+decoding, clipping, RoI pooling.
 
 Conventions (detectron2's): boxes are float xyxy in input pixels, width = x2 - x1 (no +1);
 deltas are (dx, dy, dw, dh) divided by per-stage weights; dw/dh are clamped before exp.
@@ -13,6 +14,24 @@ from torch import nn
 from torchvision.ops import roi_align
 
 
+def centres_and_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Centre x, centre y, width, height [R] each of xyxy boxes [R, 4]."""
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    return boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights, widths, heights
+
+
+def encode_boxes(reference: torch.Tensor, target: torch.Tensor,
+                 weights: tuple[float, float, float, float]) -> torch.Tensor:
+    """Deltas [R, 4] (dx, dy, dw, dh) times `weights` taking `reference` to `target`: the
+    regression targets whose ``decode_boxes`` gives the target box."""
+    ref_x, ref_y, ref_w, ref_h = centres_and_sizes(reference.float())
+    tgt_x, tgt_y, tgt_w, tgt_h = centres_and_sizes(target.float())
+    wx, wy, ww, wh = weights
+    return torch.stack((wx * (tgt_x - ref_x) / ref_w, wy * (tgt_y - ref_y) / ref_h,
+                        ww * torch.log(tgt_w / ref_w), wh * torch.log(tgt_h / ref_h)), dim=1)
+
+
 def decode_boxes(
     deltas: torch.Tensor,
     boxes: torch.Tensor,
@@ -20,11 +39,7 @@ def decode_boxes(
     scale_clamp: float,
 ) -> torch.Tensor:
     """Apply regression deltas [R, 4k] to reference boxes [R, 4]; returns boxes [R, 4k]."""
-    boxes = boxes.to(deltas.dtype)
-    widths = boxes[:, 2] - boxes[:, 0]
-    heights = boxes[:, 3] - boxes[:, 1]
-    ctr_x = boxes[:, 0] + 0.5 * widths
-    ctr_y = boxes[:, 1] + 0.5 * heights
+    ctr_x, ctr_y, widths, heights = centres_and_sizes(boxes.to(deltas.dtype))
 
     wx, wy, ww, wh = weights
     dx = deltas[:, 0::4] / wx

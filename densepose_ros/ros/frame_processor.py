@@ -62,11 +62,6 @@ class FrameOutputs:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def quantise_unit(values: np.ndarray) -> np.ndarray:
-    """[0, 1] floats -> uint8 round(x * 255)."""
-    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
-
-
 def cap_chart(part: np.ndarray, u8: np.ndarray, v8: np.ndarray, max_size: int):
     """Downsample a chart (nearest, so parts and U/V stay consistent) so that its longer
     side is at most ``max_size``; unchanged if already small enough or ``max_size`` is 0."""
@@ -81,13 +76,13 @@ def cap_chart(part: np.ndarray, u8: np.ndarray, v8: np.ndarray, max_size: int):
 
 def clip_chart(chart: postprocess.PersonIUV, height: int, width: int):
     """The part of a person's chart inside the image: (labels, u, v, box)."""
-    x0, y0, x1, y1 = chart.box
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-    if cx1 <= cx0 or cy1 <= cy0:
+    overlap = postprocess.image_overlap(chart.box, height, width)
+    if overlap is None:
         empty = np.zeros((0, 0), np.uint8)
-        return empty, empty, empty, (cx0, cy0, cx0, cy0)
-    rows, cols = slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0)
-    return chart.labels[rows, cols], chart.u[rows, cols], chart.v[rows, cols], (cx0, cy0, cx1, cy1)
+        x0, y0 = max(chart.box[0], 0), max(chart.box[1], 0)
+        return empty, empty, empty, (x0, y0, x0, y0)
+    rows, cols = overlap.patch
+    return chart.labels[rows, cols], chart.u[rows, cols], chart.v[rows, cols], overlap.box
 
 
 class FrameProcessor:
@@ -123,7 +118,8 @@ class FrameProcessor:
                 points.xyz = backproject(points.x, points.y, depth_m, intrinsics, (height, width))
             foreground = labels > 0
             part, u8, v8 = cap_chart(
-                labels, quantise_unit(u) * foreground, quantise_unit(v) * foreground,
+                labels, postprocess.quantise_unit(u) * foreground,
+                postprocess.quantise_unit(v) * foreground,
                 chart_max_size,
             )
             persons.append(PersonOutput(

@@ -25,18 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from densepose_ros.data.batching import ImageTargets, TrainingBatch
+from densepose_ros.modeling.box_ops import encode_boxes
 from densepose_ros.modeling.model import ROI_LEVELS, RPN_LEVELS, DensePoseRCNN
 from densepose_ros.training.losses import (
     DensePoseLossWeights,
     densepose_chart_losses,
     gather_chart_targets,
 )
-from densepose_ros.training.matching import (
-    POSITIVE,
-    encode_boxes,
-    match_by_iou,
-    sample_balanced,
-)
+from densepose_ros.training.matching import POSITIVE, match_by_iou, sample_balanced
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Ground-truth matching, balanced sampling and box encoding for the detection losses.
 
-Conventions as detectron2's (boxes xyxy in input pixels, width = x2 - x1):
+Conventions as detectron2's (boxes xyxy in input pixels, width = x2 - x1); the regression
+targets come from ``modeling.box_ops.encode_boxes``, the inverse of the decoding the model
+runs:
 
 - ``match_by_iou``: each reference box (anchor or proposal) takes the ground-truth box it
   overlaps most; its label comes from that IoU (below ``low``: negative, from ``low`` to
@@ -9,7 +11,6 @@ Conventions as detectron2's (boxes xyxy in input pixels, width = x2 - x1):
   included), so that small or odd-shaped persons still get an anchor (RPN only).
 - ``sample_balanced``: at most ``count`` labelled boxes, at most ``positive_fraction`` of
   them positive, negatives filling the rest; ignored boxes are never drawn.
-- ``encode_boxes``: the regression targets whose ``decode_boxes`` gives the target box.
 """
 
 from __future__ import annotations
@@ -70,20 +71,3 @@ def sample_balanced(labels: torch.Tensor, count: int, positive_fraction: float,
         return indices[order[:k]]
 
     return pick(positive, num_positive), pick(negative, num_negative)
-
-
-def encode_boxes(reference: torch.Tensor, target: torch.Tensor,
-                 weights: tuple[float, float, float, float]) -> torch.Tensor:
-    """Deltas [R, 4] (dx, dy, dw, dh) times `weights` taking `reference` to `target`."""
-    reference, target = reference.float(), target.float()
-    ref_w = reference[:, 2] - reference[:, 0]
-    ref_h = reference[:, 3] - reference[:, 1]
-    ref_x = reference[:, 0] + 0.5 * ref_w
-    ref_y = reference[:, 1] + 0.5 * ref_h
-    tgt_w = target[:, 2] - target[:, 0]
-    tgt_h = target[:, 3] - target[:, 1]
-    tgt_x = target[:, 0] + 0.5 * tgt_w
-    tgt_y = target[:, 1] + 0.5 * tgt_h
-    wx, wy, ww, wh = weights
-    return torch.stack((wx * (tgt_x - ref_x) / ref_w, wy * (tgt_y - ref_y) / ref_h,
-                        ww * torch.log(tgt_w / ref_w), wh * torch.log(tgt_h / ref_h)), dim=1)
