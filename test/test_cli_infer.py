@@ -87,10 +87,10 @@ def test_infer_errors_are_clear(tmp_path, inputs, light_weights, capsys,  # noqa
     assert cli_main(["infer", str(inputs / "street.png"), "--out", str(tmp_path)]) == 2
     assert "no default model" in capsys.readouterr().err
     assert cli_main(["infer", str(tmp_path / "missing.png"), "--weights",
-                     str(light_weights), "--out", str(tmp_path)]) == 1
+                     str(light_weights), "--out", str(tmp_path)]) == 2
     assert "missing.png" in capsys.readouterr().err
     assert cli_main(["infer", str(inputs / "street.png"), "--weights",
-                     str(tmp_path / "none.pth"), "--out", str(tmp_path)]) == 1
+                     str(tmp_path / "none.pth"), "--out", str(tmp_path)]) == 2
     assert "weights file not found" in capsys.readouterr().err
 
 

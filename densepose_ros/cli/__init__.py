@@ -3,7 +3,9 @@
 Each verb lives in its own module under ``densepose_ros.cli`` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
 when their verb is used, so ``densepose --help`` stays fast and a verb whose
-optional dependencies are missing does not break the others.
+optional dependencies are missing does not break the others. Exit codes, the
+same for every verb (``cli.common``): 0 success, 2 the user's input was wrong,
+1 the tool failed (an unexpected error prints its trace).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+
+from densepose_ros.cli.common import INTERNAL_ERROR, USER_ERROR
 
 # verb -> (module under densepose_ros.cli, one-line help). The single place verbs are listed.
 VERBS: dict[str, tuple[str, str]] = {
@@ -25,17 +30,10 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available(verb: str) -> bool:
-    module, _ = VERBS[verb]
-    return importlib.util.find_spec(f"densepose_ros.cli.{module}") is not None
-
-
 def _usage() -> str:
     lines = ["usage: densepose <verb> [options]   (densepose <verb> --help for details)"]
     lines += ["", "verbs:"]
-    for verb, (_, help_text) in VERBS.items():
-        suffix = "" if _available(verb) else "  [not built yet]"
-        lines.append(f"  {verb:<13} {help_text}{suffix}")
+    lines += [f"  {verb:<13} {help_text}" for verb, (_, help_text) in VERBS.items()]
     return "\n".join(lines)
 
 
@@ -43,20 +41,26 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
-        return 0 if argv else 2
+        return 0 if argv else USER_ERROR
     verb, rest = argv[0], argv[1:]
     if verb not in VERBS:
         print(f"densepose: unknown verb '{verb}'\n\n{_usage()}", file=sys.stderr)
-        return 2
-    if not _available(verb):
-        print(f"densepose: '{verb}' is not built yet in this version", file=sys.stderr)
-        return 2
+        return USER_ERROR
     module_name, help_text = VERBS[verb]
     module = importlib.import_module(f"densepose_ros.cli.{module_name}")
     parser = argparse.ArgumentParser(prog=f"densepose {verb}", description=help_text)
     module.add_arguments(parser)
-    args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    args = parser.parse_args(rest)  # argparse exits with 2 on a bad argument
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"densepose {verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug, not the user's input: show where
+        traceback.print_exc()
+        print(f"densepose {verb}: internal error (the trace above says where)",
+              file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from densepose_ros.cli.common import size_wxh, user_error
 from densepose_ros.inference.precision import PREDICTOR_PRECISIONS
 from densepose_ros.inference.structures import STAGES
 from densepose_ros.modeling.config import CONFIG_NAMES
@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", choices=CONFIG_NAMES, default=None,
                         help="configuration (required without --weights)")
     # 1067x800 is the parity fixture's own size (height 800, width 1067).
-    parser.add_argument("--sizes", nargs="+", default=["640x480", "1067x800"],
+    parser.add_argument("--sizes", nargs="+", type=size_wxh, metavar="WxH",
+                        default=[(640, 480), (1067, 800)],
                         help="input sizes as WIDTHxHEIGHT (default: 640x480 1067x800)")
     parser.add_argument("--image", type=Path, default=None,
                         help="image to resize to each size (default: the parity fixture image)")
@@ -47,15 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bf16: faster on CPUs with AVX512-BF16/AMX, not detectron2-exact")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (width 640, height 480)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like 640x480 (width x height), got {text!r}") from None
-    return width, height
 
 
 def default_image() -> np.ndarray:
@@ -140,14 +132,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        sizes = [parse_size(s) for s in args.sizes]
+        sizes = args.sizes
         predictor, cfg, source = build_predictor(args)
         image = default_image() if args.image is None else cv2.imread(str(args.image))
         if image is None:
             raise FileNotFoundError(f"cannot read image {args.image}")
     except (FileNotFoundError, ValueError) as error:
-        print(f"densepose bench: error: {error}", file=sys.stderr)
-        return 1
+        return user_error("bench", error)
     report = {"config": cfg.name, "weights": source, "machine": machine_description(),
               "device": args.device, "precision": args.precision, "sizes": {}}
     print(f"{cfg.name} ({source}) on {report['machine']}, device {args.device}, "

@@ -14,8 +14,9 @@ infer --backend tensorrt``) finds them there. Existing matching engines are kept
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from densepose_ros.cli.common import size_wxh, user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="INT8 calibration images: a folder of images or a rosbag2")
     parser.add_argument("--calib-images", type=int, default=100,
                         help="at most this many calibration images")
-    parser.add_argument("--input-size", action="append", default=[],
-                        help="padded network input HxW the engine must accept (repeatable; "
+    parser.add_argument("--input-size", action="append", default=[], type=size_wxh,
+                        metavar="WxH",
+                        help="network input WIDTHxHEIGHT the engine must accept (padded to /32; "
+                             "repeatable; "
                              "the profile spans them; default: the export's size)")
     parser.add_argument("--max-persons", type=int, default=100,
                         help="most persons per frame the DensePose head engine takes")
@@ -45,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from densepose_ros.export.bundle import is_bundle, load_bundle
-    from densepose_ros.export.onnx_export import parse_input_size
+    from densepose_ros.export.onnx_export import padded_input_size
     from densepose_ros.export.tensorrt_engine import (
         EngineBuildOptions,
         EngineError,
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             bundle = cached_export(args.export, progress=print)
         options = EngineBuildOptions(
             precision=args.precision, workspace_gib=args.workspace_gib,
-            input_sizes=[parse_input_size(s) for s in args.input_size],
+            input_sizes=[padded_input_size(*size) for size in args.input_size],
             max_persons=args.max_persons, calibration_source=args.calib,
             calibration_images=args.calib_images, cache_dir=args.cache_dir)
         from densepose_ros.runtime.calibration import collect_calibration_inputs
@@ -71,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
         engines = ensure_engines(bundle, options, progress=print, force=args.force,
                                  collect_calibration=collect_calibration_inputs)
     except (FileNotFoundError, ValueError, EngineError) as error:
-        print(f"densepose build-engine: error: {error}", file=sys.stderr)
-        return 1
+        return user_error("build-engine", error)
     for graph, path in engines.items():
         print(f"{graph}: {path}")
     return 0

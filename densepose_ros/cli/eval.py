@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from densepose_ros.cli.common import user_error
 from densepose_ros.data.coco import AnnotationError, load_densepose_coco
 from densepose_ros.evaluation.evaluator import (
     DensePoseEvaluator,
@@ -78,19 +79,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         annotations = load_densepose_coco(args.data)
     except AnnotationError as error:
-        print(f"densepose eval: {error}", file=sys.stderr)
-        return 2
+        return user_error("eval", error)
     images_dir = Path(args.images) if args.images else default_images_dir(args.data)
     if not args.predictions and not images_dir.is_dir():
-        print(f"densepose eval: images directory not found: {images_dir}", file=sys.stderr)
-        return 2
+        return user_error("eval", f"images directory not found: {images_dir}")
     surface = None
     if args.geodesics:
         try:
             surface = load_surface_metric(args.geodesics)
         except (OSError, ValueError, RuntimeError) as error:
-            print(f"densepose eval: cannot load geodesics: {error}", file=sys.stderr)
-            return 2
+            return user_error("eval", f"cannot load geodesics: {error}")
     else:
         print("densepose eval: no --geodesics given; GPS/GPSm AP are skipped", file=sys.stderr)
     config = EvaluationConfig(dense_min_threshold=args.min_threshold,
@@ -124,16 +122,13 @@ def _add_model_predictions(args: argparse.Namespace, records: list, images_dir: 
     from densepose_ros.runtime import BackendUnavailable, create_backend
 
     if not Path(args.weights).exists():
-        print(f"densepose eval: weights not found: {args.weights}", file=sys.stderr)
-        return 2
+        return user_error("eval", f"weights not found: {args.weights}")
     device = "cuda" if args.backend == "tensorrt" else args.device
     try:
         backend, _ = create_backend(args.backend, args.weights, device,
                                     tensorrt_precision=args.trt_precision)
     except (BackendUnavailable, ValueError, OSError, RuntimeError) as error:
-        print(f"densepose eval: cannot load {args.weights} on {args.backend}: {error}",
-              file=sys.stderr)
-        return 2
+        return user_error("eval", f"cannot load {args.weights} on {args.backend}: {error}")
     saved = []
     try:
         for record in tqdm(records, desc="densepose eval", unit="img"):
@@ -143,8 +138,7 @@ def _add_model_predictions(args: argparse.Namespace, records: list, images_dir: 
             if args.save_predictions:
                 saved.append(prediction)
     except (FileNotFoundError, ValueError) as error:
-        print(f"densepose eval: {error}", file=sys.stderr)
-        return 2
+        return user_error("eval", error)
     finally:
         backend.close()
     if args.save_predictions:
@@ -158,19 +152,16 @@ def _add_saved_predictions(path: str, records: list, evaluator: DensePoseEvaluat
     try:
         predictions, _ = load_predictions(path)
     except PredictionFileError as error:
-        print(f"densepose eval: {error}", file=sys.stderr)
-        return 2
+        return user_error("eval", error)
     by_id = {p.image_id: p for p in predictions}
     missing = [r.id for r in records if r.id not in by_id]
     if missing:
-        print(f"densepose eval: {path} has no predictions for {len(missing)} of the "
-              f"{len(records)} images (e.g. image id {missing[0]}); evaluate the same data "
-              "(and --limit) they were saved for", file=sys.stderr)
-        return 2
+        return user_error("eval", f"{path} has no predictions for {len(missing)} of the "
+                          f"{len(records)} images (e.g. image id {missing[0]}); evaluate the "
+                          "same data (and --limit) they were saved for")
     try:
         for record in records:
             evaluator.add_image(record, by_id[record.id])
     except ValueError as error:
-        print(f"densepose eval: {error}", file=sys.stderr)
-        return 2
+        return user_error("eval", error)
     return 0

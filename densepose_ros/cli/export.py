@@ -14,15 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from densepose_ros.cli.common import INTERNAL_ERROR, size_wxh, user_error
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, required=True, help="weights file (our .pth)")
     parser.add_argument("--out", type=Path, required=True,
                         help="export folder to create (backbone.onnx, box_head.onnx, "
                              "densepose_head.onnx, manifest.json)")
-    parser.add_argument("--input-size", default=None,
-                        help="example input HxW (padded to /32; default: the model's test "
-                             "resize of a 4:3 frame). Graphs accept any size; TensorRT "
+    parser.add_argument("--input-size", type=size_wxh, default=None, metavar="WxH",
+                        help="example input WIDTHxHEIGHT (padded to /32; default: the "
+                             "model's test resize of a 4:3 frame). Graphs accept any size; "
+                             "TensorRT "
                              "engines are optimised around this one")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     parser.add_argument("--no-verify", action="store_true",
@@ -35,19 +38,18 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_OPSET,
         ExportOptions,
         export_onnx,
-        parse_input_size,
+        padded_input_size,
     )
     from densepose_ros.export.op_check import check_onnx_for_tensorrt, load_trt_op_list
 
     try:
-        size = parse_input_size(args.input_size) if args.input_size else None
+        size = padded_input_size(*args.input_size) if args.input_size else None
         options = ExportOptions(input_size=size, opset=args.opset or DEFAULT_OPSET)
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out must be a folder, {args.out} is a file")
         bundle = export_onnx(args.weights, args.out, options)
     except (FileNotFoundError, ValueError) as error:
-        print(f"densepose export: error: {error}", file=sys.stderr)
-        return 1
+        return user_error("export", error)
     op_list = load_trt_op_list()
     failed = False
     for graph in GRAPH_NAMES:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_verify:
         print(f"onnxruntime vs PyTorch, largest difference: {_verify(args.weights, bundle)}")
     print(f"wrote {bundle.directory}")
-    return 1 if failed else 0
+    return INTERNAL_ERROR if failed else 0
 
 
 def _verify(weights: Path, bundle) -> str:

@@ -9,9 +9,9 @@ error message names each missing or unexpected key and each wrong shape.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from densepose_ros.cli.common import user_error
 from densepose_ros.modeling.config import CONFIG_NAMES
 
 
@@ -31,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         state = import_detectron2(args.checkpoint, args.config)
     except (FileNotFoundError, ValueError) as error:
-        print(f"densepose import-d2: error: {error}", file=sys.stderr)
-        return 1
+        return user_error("import-d2", error)
     cfg = get_config(args.config)
     model = build_model(cfg)
     model.load_state_dict(state, strict=True)

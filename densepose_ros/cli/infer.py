@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from densepose_ros.cli.common import USER_ERROR, user_error
 from densepose_ros.inference.precision import ENGINE_PRECISIONS, PREDICTOR_PRECISIONS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -98,15 +99,12 @@ def run(args: argparse.Namespace) -> int:
     from densepose_ros.runtime.base import MODEL_DEFAULT_RESIZE, NO_RESIZE
 
     if args.resize not in ("default", "none"):
-        print(f"densepose infer: error: --resize must be 'default' or 'none', got "
-              f"{args.resize!r}", file=sys.stderr)
-        return 2
+        return user_error("infer", f"--resize must be 'default' or 'none', got {args.resize!r}")
     weights = args.weights or default_model_path()
     if weights is None:
-        print("densepose infer: error: no --weights given and no default model is installed "
-              "yet; convert model-zoo weights with `densepose import-d2` and pass --weights",
-              file=sys.stderr)
-        return 2
+        return user_error("infer", "no --weights given and no default model is installed; "
+                          "convert model-zoo weights with `densepose import-d2` and pass "
+                          "--weights")
     try:
         images, videos = _collect(args.paths)
         backend, reason = create_backend(args.backend, weights, args.device,
@@ -120,12 +118,10 @@ def run(args: argparse.Namespace) -> int:
                                  f"(backend here: {backend.name})")
             backend.predictor.precision = args.precision
     except (FileNotFoundError, ValueError, BackendUnavailable) as error:
-        print(f"densepose infer: error: {error}", file=sys.stderr)
-        return 1
+        return user_error("infer", error)
     print(f"densepose infer: {backend.describe()} ({reason})", file=sys.stderr)
     if not images and not videos:
-        print("densepose infer: error: no images or videos found", file=sys.stderr)
-        return 1
+        return user_error("infer", "no images or videos found")
     args.out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     failures = 0
@@ -153,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     for path in videos:
         failures += _process_video(path, args, used, process, draw_overlay)
     print(f"wrote results for {len(images)} image(s) and {len(videos)} video(s) to {args.out}")
-    return 1 if failures else 0
+    # some inputs could not be read: the user's files, not the tool
+    return USER_ERROR if failures else 0
 
 
 def _process_video(path: Path, args, used: set[str], process, draw_overlay) -> int:

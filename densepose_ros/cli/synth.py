@@ -7,15 +7,9 @@ import dataclasses
 import re
 from pathlib import Path
 
+from densepose_ros.cli.common import size_wxh
 from densepose_ros.synth.scene import SceneConfig
 from densepose_ros.synth.writer import WriterConfig
-
-
-def _size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)[xX](\d+)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 320x240, got {text!r}")
-    return int(match[1]), int(match[2])
 
 
 def _persons(text: str) -> tuple[int, int]:
@@ -33,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, default=w.num_images, help="number of images")
     parser.add_argument("--seed", type=int, default=w.seed, help="dataset seed (deterministic)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--size", type=_size, default=(s.width, s.height), metavar="WxH",
+    parser.add_argument("--size", type=size_wxh, default=(s.width, s.height), metavar="WxH",
                         help=f"image size (default {s.width}x{s.height})")
     parser.add_argument("--persons", type=_persons, default=s.persons, metavar="a..b",
                         help=f"people per image (default {s.persons[0]}..{s.persons[1]})")

@@ -11,8 +11,9 @@ See docs/training_and_evaluation.md ("Training") for the configuration keys and 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from densepose_ros.cli.common import user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,21 +47,18 @@ def run(args: argparse.Namespace) -> int:
         try:
             path = export_deployable_weights(source, out, half=not args.fp32)
         except (OSError, ValueError) as error:
-            print(f"densepose train: {error}", file=sys.stderr)
-            return 2
+            return user_error("train", error)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return 0
     try:
         cfg = load_train_config(args.config, args.overrides)
     except TrainConfigError as error:
-        print(f"densepose train: {error}", file=sys.stderr)
-        return 2
+        return user_error("train", error)
     try:
         result = train(cfg, resume=args.resume, progress=not args.no_progress,
                        stop_at=args.stop_at)
     except TrainingError as error:
-        print(f"densepose train: {error}", file=sys.stderr)
-        return 2
+        return user_error("train", error)
     print(f"trained steps {result.start_iteration}..{result.iteration} in "
           f"{result.seconds:.0f} s; checkpoint {result.checkpoint}")
     if result.final_weights is not None:

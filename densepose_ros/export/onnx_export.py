@@ -66,14 +66,12 @@ def default_input_size(cfg: ModelConfig) -> tuple[int, int]:
     return -(-height // div) * div, -(-width // div) * div
 
 
-def parse_input_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W) rounded up to multiples of 32, with a clear error."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise ValueError(f"input size must look like 480x640, got {text!r}") from error
+def padded_input_size(width: int, height: int) -> tuple[int, int]:
+    """A user's input size (width, height) -> the padded network input (height, width),
+    rounded up to multiples of 32; ValueError when a side is outside 64..MAX_SIDE_PX."""
     if not (64 <= height <= MAX_SIDE_PX and 64 <= width <= MAX_SIDE_PX):
-        raise ValueError(f"input size sides must lie in 64..{MAX_SIDE_PX}, got {text!r}")
+        raise ValueError(f"input size sides must lie in 64..{MAX_SIDE_PX}, got "
+                         f"{width}x{height}")
     return -(-height // 32) * 32, -(-width // 32) * 32
 
 

@@ -88,7 +88,7 @@ class TrtEngine:
             raise EngineError(
                 f"{self.path.name}: input {name} of shape {shape} is outside the engine's "
                 f"profile {tuple(low)}..{tuple(high)}; build the engine for this size "
-                "(densepose build-engine --input-size HxW ...)")
+                "(densepose build-engine --input-size WxH ...)")
         tensor = tensor.to(self.device, self.dtypes[name]).contiguous()
         self.context.set_input_shape(name, shape)
         self.context.set_tensor_address(name, int(tensor.data_ptr()))
