@@ -1,11 +1,14 @@
 """densepose_ros: dense human pose estimation (DensePose R-CNN) for ROS 2.
 
-The package is split in two layers:
+Subpackages, from the bottom up (imports point one way; ``test_architecture`` checks it):
 
-* a ROS-free core (model, pre/post-processing, structures, data, training,
-  export) that imports neither ``rclpy`` nor any generated message module;
-* thin ROS 2 glue (``densepose_ros.ros.node`` and ``densepose_ros.ros_conversions``)
-  that converts messages to arrays, calls the core and converts results back.
+* ``modeling`` and ``inference``: the network, typed results, pre/post-processing, weight
+  files; ``io``: ROS image encodings and rosbag2 without rclpy; ``synth``, ``data``,
+  ``evaluation``, ``training``: synthetic data, datasets, metrics, the trainer;
+* ``export``: ONNX graphs, the op check, TensorRT engines, the export cache;
+* ``runtime``: the backends (torch, onnxruntime, tensorrt) behind one interface;
+* ``ros``: the node (the only module with ``rclpy``, with ``ros.messages``) and its
+  ROS-free helpers; ``tools`` (the demo) and ``cli`` (the ``densepose`` tool) on top.
 
 The generated message modules (``densepose_ros.msg``) are installed next to this
 file by colcon; they exist only in a built ROS 2 workspace.

@@ -1,8 +1,10 @@
-"""Inference backends behind one small interface (see ``base.Backend``).
+"""Inference backends behind one small interface (``base.Backend``).
 
-``create_backend(name, weights, device)`` returns a ready backend: ``torch`` (CPU/CUDA
-eager PyTorch); ``onnxruntime`` and ``tensorrt`` are added by the export work. ``auto``
-picks the best available and reports why.
+``create_backend(name, weights, device)`` returns a ready backend and the reason it was
+chosen: ``torch`` (eager PyTorch, CPU or CUDA), ``onnxruntime`` (the exported graphs on the
+TensorRT, CUDA or CPU execution provider) or ``tensorrt`` (engines on a CUDA device); ``auto``
+picks the best available. The exported backends share ``split_pipeline`` (the PyTorch glue
+between the graphs); ``calibration`` records INT8 calibration inputs.
 """
 
 from densepose_ros.runtime.base import Backend, BackendUnavailable, InferenceSettings

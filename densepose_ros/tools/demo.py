@@ -47,8 +47,9 @@ def _start_node(weights: Path | None, log_path: Path, domain: str) -> subprocess
     if weights is not None:
         params += ["-p", f"weights:={weights}"]
     else:
-        # No trained model ships yet: run the untrained light model, loudly labelled, with a
-        # threshold that lets its (meaningless) detections through so the plumbing shows.
+        # No model file found (a pip install without the bundled model): run the untrained
+        # light model, loudly labelled, with a threshold that lets its (meaningless)
+        # detections through so the plumbing shows.
         params += ["-p", "allow_untrained:=true", "-p", "score_threshold:=0.05"]
     env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1")
@@ -59,6 +60,18 @@ def _start_node(weights: Path | None, log_path: Path, domain: str) -> subprocess
     )
 
 
+def _stop_node(node: subprocess.Popen) -> None:
+    """SIGINT (the node shuts down cleanly), then kill if it does not end."""
+    if node.poll() is not None:
+        return
+    node.send_signal(2)
+    try:
+        node.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        node.wait(timeout=5)
+
+
 def _diagnostics_values(raw: bytes) -> dict[str, str]:
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.serialization import deserialize_message
@@ -67,14 +80,135 @@ def _diagnostics_values(raw: bytes) -> dict[str, str]:
     return {kv.key: kv.value for status in msg.status for kv in status.values}
 
 
-def run_demo(out: Path, seconds: float, weights: Path | None) -> dict:
-    import rclpy
-    from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+class _OutputRecorder:
+    """Subscribes to the node's outputs: writes each to the output bag, overlays as PNGs,
+    and keeps the counts and the newest diagnostics for the summary."""
+
+    def __init__(self, player, output_bag: Path, overlay_dir: Path):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from densepose_ros.msg import DensePersonArray
+
+        self.writer = bag_io.BagWriter(output_bag)
+        self.overlay_dir = overlay_dir
+        self.outputs = self.persons = self.overlays = self.max_persons = 0
+        self.diagnostics: dict[str, str] = {}
+        # A reliable reader, as ros2 bag records.
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        classes = {"densepose_ros/msg/DensePersonArray": DensePersonArray,
+                   "sensor_msgs/msg/Image": Image}
+        for topic, msgtype in OUTPUT_TOPICS.items():
+            msg_cls = classes.get(msgtype)
+            if msg_cls is None:
+                from diagnostic_msgs.msg import DiagnosticArray as msg_cls
+            player.create_subscription(msg_cls, topic, self._callback(topic, msgtype), qos,
+                                       raw=True)
+
+    def _callback(self, topic: str, msgtype: str):
+        def callback(raw: bytes) -> None:
+            self.writer.write(topic, msgtype, time.time_ns(), raw)
+            {"/densepose/persons": self._on_persons, "/densepose/debug_image": self._on_overlay,
+             "/diagnostics": self._on_diagnostics}.get(topic, lambda _: None)(raw)
+        return callback
+
+    def _on_persons(self, raw: bytes) -> None:
+        from rclpy.serialization import deserialize_message
+
+        from densepose_ros.msg import DensePersonArray
+
+        msg = deserialize_message(raw, DensePersonArray)
+        self.outputs += 1
+        self.persons += len(msg.persons)
+        self.max_persons = max(self.max_persons, len(msg.persons))
+
+    def _on_overlay(self, raw: bytes) -> None:
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import Image
+
+        msg = deserialize_message(raw, Image)
+        image = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+        cv2.imwrite(str(self.overlay_dir / f"overlay_{self.overlays:04d}.png"), image)
+        self.overlays += 1
+
+    def _on_diagnostics(self, raw: bytes) -> None:
+        values = _diagnostics_values(raw)
+        if "frames_in" in values:
+            self.diagnostics = values
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _wait_for_node(spin, publisher, node: subprocess.Popen, log_path: Path) -> None:
+    """Until the node subscribes to the input topic (it is active); error if it died."""
+    deadline = time.monotonic() + 180
+    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+        if node.poll() is not None:
+            break
+        spin(0.1)
+    if publisher.get_subscription_count() == 0:
+        raise RuntimeError(f"the node did not start; its log:\n{log_path.read_text()[-3000:]}")
+
+
+def _play(spin, player, publisher, input_bag: Path) -> float:
+    """Publish the bag's frames at their recorded rate, stamped now; the seconds it took."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
-    from densepose_ros.msg import DensePersonArray
+    messages = list(bag_io.read_bag(input_bag))
+    start_wall, start_bag = time.monotonic(), messages[0].timestamp_ns
+    for message in messages:
+        target = start_wall + (message.timestamp_ns - start_bag) * 1e-9
+        while time.monotonic() < target:
+            spin(max(0.0, min(0.005, target - time.monotonic())))
+        image = deserialize_message(message.data, Image)
+        image.header.stamp = player.get_clock().now().to_msg()
+        publisher.publish(image)
+    return time.monotonic() - start_wall
+
+
+def _drain(spin, recorder: _OutputRecorder) -> None:
+    """Let the frame in flight finish: until no output came for 3 s (at most 60 s), then a
+    diagnostics message that counts the last frames (period 0.5 s)."""
+    deadline, quiet_since, last_count = time.monotonic() + 60, time.monotonic(), -1
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 3.0:
+        spin(0.1)
+        if recorder.outputs != last_count:
+            last_count, quiet_since = recorder.outputs, time.monotonic()
+    for _ in range(10):
+        spin(0.1)
+
+
+def _summary(video: Path, frames: int, play_time: float, recorder: _OutputRecorder,
+             out: Path) -> dict:
+    diag = recorder.diagnostics
+    return {
+        "input": f"{video.name}: {frames} frames, 768x576, 10 fps, played in {play_time:.1f} s",
+        "model": diag.get("backend", "unknown"),
+        "frames_in": int(diag.get("frames_in", 0)),
+        "frames_out": int(diag.get("frames_out", 0)),
+        "dropped": int(diag.get("dropped_frames", 0)),
+        "errors": int(diag.get("errors", 0)),
+        "fps_out": float(diag.get("rate_out_hz", "nan")),
+        "latency_p50_ms": 1000 * float(diag.get("latency_p50_s", "nan")),
+        "latency_p95_ms": 1000 * float(diag.get("latency_p95_s", "nan")),
+        "inference_p50_ms": 1000 * float(diag.get("inference_p50_s", "nan")),
+        "persons_messages_recorded": recorder.outputs,
+        "persons_in_recorded_messages": recorder.persons,
+        "max_persons_in_a_frame": recorder.max_persons,
+        "overlay_frames": recorder.overlays,
+        "output_bag": str(out / "output_bag"),
+        "overlays": str(out / "overlays"),
+        "node_log": str(out / "node.log"),
+    }
+
+
+def run_demo(out: Path, seconds: float, weights: Path | None) -> dict:
+    """The four steps of the module docstring; the node process is always stopped."""
+    import rclpy
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
 
     video = paths.sample_data_dir() / "vtest.avi"
     input_bag, output_bag, overlay_dir = out / "input_bag", out / "output_bag", out / "overlays"
@@ -86,103 +220,27 @@ def run_demo(out: Path, seconds: float, weights: Path | None) -> dict:
     print(f"demo: {frames} frames of {video.name} -> {input_bag}")
 
     domain = str(50 + os.getpid() % 50)
-    node_log = out / "node.log"
-    node = _start_node(weights, node_log, domain)
-    os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    rclpy.init()
-    player = Node("densepose_demo_player")
-    # The player publishes as camera drivers do (default QoS: reliable, keep last 10) and
-    # records with a reliable reader, as ros2 bag does.
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    publisher = player.create_publisher(Image, INPUT_TOPIC, 10)
-    recorder = bag_io.BagWriter(output_bag)
-    state = {"persons": 0, "outputs": 0, "overlays": 0, "diagnostics": {}, "max_persons": 0}
-
-    def on_output(topic: str, msgtype: str):
-        def callback(raw: bytes) -> None:
-            recorder.write(topic, msgtype, time.time_ns(), raw)
-            if topic == "/densepose/persons":
-                msg = deserialize_message(raw, DensePersonArray)
-                state["outputs"] += 1
-                state["persons"] += len(msg.persons)
-                state["max_persons"] = max(state["max_persons"], len(msg.persons))
-            elif topic == "/densepose/debug_image":
-                msg = deserialize_message(raw, Image)
-                image = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
-                cv2.imwrite(str(overlay_dir / f"overlay_{state['overlays']:04d}.png"), image)
-                state["overlays"] += 1
-            elif topic == "/diagnostics":
-                values = _diagnostics_values(raw)
-                if "frames_in" in values:
-                    state["diagnostics"] = values
-        return callback
-
-    for topic, msgtype in OUTPUT_TOPICS.items():
-        msg_cls = {"densepose_ros/msg/DensePersonArray": DensePersonArray,
-                   "sensor_msgs/msg/Image": Image}.get(msgtype)
-        if msg_cls is None:
-            from diagnostic_msgs.msg import DiagnosticArray as msg_cls
-        player.create_subscription(msg_cls, topic, on_output(topic, msgtype), qos, raw=True)
-
-    spin = lambda t: rclpy.spin_once(player, timeout_sec=t)  # noqa: E731
-    # Wait until the node is active and listening (or has died).
-    deadline = time.monotonic() + 180
-    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
-        if node.poll() is not None:
-            break
-        spin(0.1)
-    if publisher.get_subscription_count() == 0:
-        node.kill()
-        raise RuntimeError(f"the node did not start; its log:\n{node_log.read_text()[-3000:]}")
-    print("demo: node is up; playing the bag at its recorded rate")
-    messages = list(bag_io.read_bag(input_bag))
-    start_wall, start_bag = time.monotonic(), messages[0].timestamp_ns
-    for message in messages:
-        target = start_wall + (message.timestamp_ns - start_bag) * 1e-9
-        while time.monotonic() < target:
-            spin(max(0.0, min(0.005, target - time.monotonic())))
-        image = deserialize_message(message.data, Image)
-        image.header.stamp = player.get_clock().now().to_msg()
-        publisher.publish(image)
-    play_time = time.monotonic() - start_wall
-    # Let the frame in flight finish: wait until no output has come for 3 s (at most 60 s).
-    deadline, quiet_since, last_count = time.monotonic() + 60, time.monotonic(), -1
-    while time.monotonic() < deadline and time.monotonic() - quiet_since < 3.0:
-        spin(0.1)
-        if state["outputs"] != last_count:
-            last_count, quiet_since = state["outputs"], time.monotonic()
-    for _ in range(10):  # a diagnostics message that counts the last frames (period 0.5 s)
-        spin(0.1)
-    node.send_signal(2)
+    node = _start_node(weights, out / "node.log", domain)
     try:
-        node.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        node.kill()
-    recorder.close()
-    player.destroy_node()
-    rclpy.try_shutdown()
-
-    diag = state["diagnostics"]
-    summary = {
-        "input": f"{video.name}: {frames} frames, 768x576, 10 fps, played in {play_time:.1f} s",
-        "model": diag.get("backend", "unknown"),
-        "frames_in": int(diag.get("frames_in", 0)),
-        "frames_out": int(diag.get("frames_out", 0)),
-        "dropped": int(diag.get("dropped_frames", 0)),
-        "errors": int(diag.get("errors", 0)),
-        "fps_out": float(diag.get("rate_out_hz", "nan")),
-        "latency_p50_ms": 1000 * float(diag.get("latency_p50_s", "nan")),
-        "latency_p95_ms": 1000 * float(diag.get("latency_p95_s", "nan")),
-        "inference_p50_ms": 1000 * float(diag.get("inference_p50_s", "nan")),
-        "persons_messages_recorded": state["outputs"],
-        "persons_in_recorded_messages": state["persons"],
-        "max_persons_in_a_frame": state["max_persons"],
-        "overlay_frames": state["overlays"],
-        "output_bag": str(output_bag),
-        "overlays": str(overlay_dir),
-        "node_log": str(node_log),
-    }
-    return summary
+        os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        rclpy.init()
+        player = Node("densepose_demo_player")
+        # As camera drivers publish: the default QoS (reliable, keep last 10).
+        publisher = player.create_publisher(Image, INPUT_TOPIC, 10)
+        recorder = _OutputRecorder(player, output_bag, overlay_dir)
+        spin = lambda t: rclpy.spin_once(player, timeout_sec=t)  # noqa: E731
+        try:
+            _wait_for_node(spin, publisher, node, out / "node.log")
+            print("demo: node is up; playing the bag at its recorded rate")
+            play_time = _play(spin, player, publisher, input_bag)
+            _drain(spin, recorder)
+        finally:
+            recorder.close()
+            player.destroy_node()
+            rclpy.try_shutdown()
+    finally:
+        _stop_node(node)
+    return _summary(video, frames, play_time, recorder, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     weights = args.weights or paths.default_model_path()
     if weights is None:
-        print("demo: NOTE: no trained default model ships yet (training is a later issue); "
-              "the node runs an UNTRAINED model: the pipeline is real, the detections are not.")
+        print("demo: NOTE: the bundled default model was not found; the node runs an "
+              "UNTRAINED model: the pipeline is real, the detections are not.")
     args.out.mkdir(parents=True, exist_ok=True)
     summary = run_demo(args.out.resolve(), args.seconds, weights)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
