@@ -13,7 +13,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from densepose_ros.data.coco import NUM_CHARTS, DensePoseCocoFile, ImageRecord
+from densepose_ros.data.coco import NUM_CHARTS, DensePoseCocoFile, ImageRecord, InstanceAnnotation
 from densepose_ros.evaluation import cocoap
 from densepose_ros.evaluation.gps import (
     ImagePredictions,
@@ -253,6 +253,45 @@ def _greedy_pairs(box_iou: np.ndarray, eligible: np.ndarray, min_iou: float) -> 
     return pairs
 
 
+@dataclass
+class _DenseInputs:
+    """One image's detections (score order) and annotated persons as the dense metrics see
+    them: at most ``dense_max_dets`` detections, less those left out by ignore regions."""
+
+    gts: list[InstanceAnnotation]
+    gt_crowd: np.ndarray
+    gt_area: np.ndarray
+    persons: list
+    scores: np.ndarray
+    dt_area: np.ndarray
+    box_iou: np.ndarray
+    dt_masks: list[np.ndarray]
+
+
+def _dense_inputs(image: ImageRecord, gts: list[InstanceAnnotation], gt_crowd: np.ndarray,
+                  gt_area: np.ndarray, persons: list, scores: np.ndarray, dt_area: np.ndarray,
+                  box_iou: np.ndarray, max_dets: int) -> _DenseInputs:
+    """The top ``max_dets`` detections and the annotated persons, less the persons whose box
+    lies mostly in an ignore region and the detections that cover one."""
+    keep = min(len(scores), max_dets)
+    persons, scores, dt_area, box_iou = (persons[:keep], scores[:keep], dt_area[:keep],
+                                         box_iou[:keep])
+    dt_masks = [prediction_mask(p, image.height, image.width) for p in persons]
+    ignore = image.ignore_mask()
+    if ignore is None:
+        return _DenseInputs(gts, gt_crowd, gt_area, persons, scores, dt_area, box_iou, dt_masks)
+    gt_kept = np.array([not _box_mostly_ignored(g.bbox_xywh, ignore) for g in gts], bool)
+    dt_kept = np.array([not _detection_ignored(m, p.box, ignore)
+                        for m, p in zip(dt_masks, persons, strict=True)], bool)
+    dt_index = np.flatnonzero(dt_kept)
+    return _DenseInputs(
+        gts=[g for g, k in zip(gts, gt_kept, strict=True) if k],
+        gt_crowd=gt_crowd[gt_kept], gt_area=gt_area[gt_kept],
+        persons=[persons[k] for k in dt_index], scores=scores[dt_index],
+        dt_area=dt_area[dt_index], box_iou=box_iou[dt_index][:, gt_kept],
+        dt_masks=[dt_masks[k] for k in dt_index])
+
+
 class DensePoseEvaluator:
     """Accumulates per-image matches; ``report()`` summarizes them."""
 
@@ -270,7 +309,7 @@ class DensePoseEvaluator:
         self._counts = {"images": 0, "persons": 0, "dense_persons": 0, "detections": 0}
 
     def add_image(self, image: ImageRecord, prediction: ImagePredictions) -> None:
-        cfg = self.config
+        """Match one image's detections with its annotated persons for every metric."""
         gts = image.instances
         order = np.argsort(-prediction.scores, kind="stable")
         boxes, scores = prediction.boxes[order], prediction.scores[order]
@@ -278,7 +317,23 @@ class DensePoseEvaluator:
         self._counts["images"] += 1
         self._counts["persons"] += sum(not g.is_crowd for g in gts)
         self._counts["detections"] += len(boxes)
+        gt_crowd, gt_area, dt_area, box_iou = self._add_box_matches(gts, boxes, scores)
 
+        # Dense metrics use the top detections only, and leave out ignore regions.
+        inputs = _dense_inputs(image, gts, gt_crowd, gt_area, persons, scores, dt_area, box_iou,
+                               self.config.dense_max_dets)
+        is_dense = np.array([(g.dense is not None and len(g.dense) > 0 and not g.is_crowd)
+                             for g in inputs.gts], dtype=bool)
+        self._counts["dense_persons"] += int(is_dense.sum())
+        gt_masks = [annotation_mask(g, image.height, image.width) for g in inputs.gts]
+        mask_iou = mask_iou_matrix(inputs.dt_masks, gt_masks, inputs.gt_crowd)
+        comparisons = self._add_dense_matches(inputs, is_dense, mask_iou)
+        self._add_diagnostics(inputs, is_dense, mask_iou, comparisons)
+
+    def _add_box_matches(self, gts: list[InstanceAnnotation], boxes: np.ndarray,
+                         scores: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Box AP matches of one image's detections (score order) per area range; returns
+        the persons' crowd flags and areas, the detections' box areas and the box IoUs."""
         gt_xywh = np.array([g.bbox_xywh for g in gts], dtype=np.float64).reshape(-1, 4)
         gt_crowd = np.array([g.is_crowd for g in gts], dtype=bool)
         gt_area = np.array([g.area for g in gts], dtype=np.float64)
@@ -287,59 +342,49 @@ class DensePoseEvaluator:
         box_input = cocoap.ImageEvalInput(box_iou, scores, dt_area, gt_area, gt_crowd, gt_crowd)
         for name, area_range in BOX_AREA_RANGES.items():
             self._box[name].append(cocoap.match_image(
-                box_input, self.box_thresholds, area_range, cfg.box_max_dets))
+                box_input, self.box_thresholds, area_range, self.config.box_max_dets))
+        return gt_crowd, gt_area, dt_area, box_iou
 
-        # Dense metrics use the top detections only, and leave out ignore regions.
-        keep = min(len(boxes), cfg.dense_max_dets)
-        boxes, scores, persons = boxes[:keep], scores[:keep], persons[:keep]
-        dt_area, box_iou = dt_area[:keep], box_iou[:keep]
-        dt_masks = [prediction_mask(p, image.height, image.width) for p in persons]
-        ignore = image.ignore_mask()
-        if ignore is not None:
-            gt_kept = np.array([not _box_mostly_ignored(g.bbox_xywh, ignore) for g in gts], bool)
-            dt_kept = np.array([not _detection_ignored(m, p.box, ignore)
-                                for m, p in zip(dt_masks, persons, strict=True)], bool)
-            gts = [g for g, k in zip(gts, gt_kept, strict=True) if k]
-            gt_crowd, gt_area = gt_crowd[gt_kept], gt_area[gt_kept]
-            dt_index = np.flatnonzero(dt_kept)
-            boxes, scores, dt_area = boxes[dt_index], scores[dt_index], dt_area[dt_index]
-            box_iou = box_iou[dt_index][:, gt_kept]
-            persons = [persons[k] for k in dt_index]
-            dt_masks = [dt_masks[k] for k in dt_index]
-            keep = len(dt_index)
-        is_dense = np.array([(g.dense is not None and len(g.dense) > 0 and not g.is_crowd)
-                             for g in gts], dtype=bool)
-        self._counts["dense_persons"] += int(is_dense.sum())
-        gt_masks = [annotation_mask(g, image.height, image.width) for g in gts]
-        mask_iou = mask_iou_matrix(dt_masks, gt_masks, gt_crowd)
-
+    def _add_dense_matches(self, inputs: _DenseInputs, is_dense: np.ndarray,
+                           mask_iou: np.ndarray) -> dict[tuple[int, int], PointComparison]:
+        """GPS and GPSm matches of one image per area range (none without a surface metric);
+        returns the point comparison of each (detection, dense person) pair."""
+        cfg = self.config
         comparisons: dict[tuple[int, int], PointComparison] = {}
-        gps = np.zeros((keep, len(gts)))
-        if self.surface is not None:
-            for g in np.flatnonzero(is_dense):
-                gt_ids = locate_annotation(gts[g], self.surface)
-                for d in range(keep):
-                    comparison = compare_points(gts[g], gt_ids, persons[d], self.surface,
-                                                cfg.point_frame_size, cfg.per_part_kappa)
-                    comparisons[d, g] = comparison
-                    gps[d, g] = comparison.gps
-            gpsm = np.sqrt(gps * mask_iou)
-            for similarity, store in ((gps, self._gps), (gpsm, self._gpsm)):
-                dense_input = cocoap.ImageEvalInput(similarity, scores, dt_area, gt_area,
-                                                    ~is_dense, gt_crowd, box_iou)
-                for name, area_range in DENSE_AREA_RANGES.items():
-                    store[name].append(cocoap.match_image(
-                        dense_input, self.dense_thresholds, area_range, cfg.dense_max_dets,
-                        dense_rules=True))
+        if self.surface is None:
+            return comparisons
+        gps = np.zeros((len(inputs.persons), len(inputs.gts)))
+        for g in np.flatnonzero(is_dense):
+            gt_ids = locate_annotation(inputs.gts[g], self.surface)
+            for d in range(len(inputs.persons)):
+                comparison = compare_points(inputs.gts[g], gt_ids, inputs.persons[d], self.surface,
+                                            cfg.point_frame_size, cfg.per_part_kappa)
+                comparisons[d, g] = comparison
+                gps[d, g] = comparison.gps
+        gpsm = np.sqrt(gps * mask_iou)
+        for similarity, store in ((gps, self._gps), (gpsm, self._gpsm)):
+            dense_input = cocoap.ImageEvalInput(similarity, inputs.scores, inputs.dt_area,
+                                                inputs.gt_area, ~is_dense, inputs.gt_crowd,
+                                                inputs.box_iou)
+            for name, area_range in DENSE_AREA_RANGES.items():
+                store[name].append(cocoap.match_image(
+                    dense_input, self.dense_thresholds, area_range, cfg.dense_max_dets,
+                    dense_rules=True))
+        return comparisons
 
-        for d, g in _greedy_pairs(box_iou, is_dense, cfg.diagnostic_box_iou):
-            dense = gts[g].dense
+    def _add_diagnostics(self, inputs: _DenseInputs, is_dense: np.ndarray, mask_iou: np.ndarray,
+                         comparisons: dict[tuple[int, int], PointComparison]) -> None:
+        """Point-level statistics of the detections paired with dense persons by box IoU
+        (reusing the GPS comparisons where there are some)."""
+        cfg = self.config
+        for d, g in _greedy_pairs(inputs.box_iou, is_dense, cfg.diagnostic_box_iou):
+            dense = inputs.gts[g].dense
             if (d, g) in comparisons:
                 c = comparisons[d, g]
                 pred_part, pred_u, pred_v, pair_gps = c.pred_part, c.pred_u, c.pred_v, c.gps
             else:
-                x, y = annotated_points_in_image(gts[g], cfg.point_frame_size)
-                pred_part, pred_u, pred_v = sample_prediction(persons[d], x, y)
+                x, y = annotated_points_in_image(inputs.gts[g], cfg.point_frame_size)
+                pred_part, pred_u, pred_v = sample_prediction(inputs.persons[d], x, y)
                 pair_gps = None
             self._diagnostics.add(dense.part, pred_part, dense.u, dense.v, pred_u, pred_v,
                                   pair_gps, mask_iou[d, g])

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from densepose_ros.synth.body import BodyConfig, pose_bodies, sample_body
+from densepose_ros.synth.body import BodyConfig, BodySample, PosedBodies, pose_bodies, sample_body
 from densepose_ros.synth.charts import CHART_TO_COARSE, load_charts
 from densepose_ros.synth.raster import rasterize
 
@@ -499,25 +499,33 @@ def rasterize_people(cam_vertices: list[np.ndarray], camera: Camera, height: int
                         foreground=fg, person=person, local_face=local, bary=bary, uv=uv)
 
 
-def render_scene(
-    seed: int | np.random.Generator, config: SceneConfig = SceneConfig()
-) -> RenderedScene:
-    """Sample and render one scene; deterministic for an integer seed."""
-    rng = np.random.default_rng(seed)
+def _sample_camera(rng: np.random.Generator, config: SceneConfig) -> tuple[float, Camera]:
+    """Horizontal field of view (radians) and the camera: its height and pitch."""
     h, w = config.height, config.width
-    tables = _mesh_tables()
-    faces = tables["faces"]
     hfov = np.deg2rad(rng.uniform(*config.hfov_deg))
     camera = Camera(
         focal=w / 2 / np.tan(hfov / 2), cx=w / 2, cy=h / 2,
         height=rng.uniform(*config.camera_height_m),
         pitch=np.deg2rad(rng.uniform(*config.camera_pitch_deg)),
     )  # fmt: skip
+    return hfov, camera
+
+
+def _sample_people(rng: np.random.Generator, config: SceneConfig, hfov: float
+                   ) -> tuple[list[np.ndarray], list[BodySample], PosedBodies | None]:
+    """Ground positions, body samples and their posed meshes (None without people)."""
     count = int(rng.integers(config.persons[0], config.persons[1] + 1))
     positions = _place_people(rng, config, count, hfov)
     samples = [sample_body(rng, config.body) for _ in positions]
     bodies = pose_bodies(samples) if samples else None
+    return positions, samples, bodies
 
+
+def _stand_people(rng: np.random.Generator, config: SceneConfig, camera: Camera,
+                  positions: list[np.ndarray], bodies: PosedBodies | None
+                  ) -> tuple[list[np.ndarray], ...]:
+    """Turn each posed body to a random heading and stand it at its position: world and
+    camera vertices and camera keypoints, one array per person."""
     cam_vertices, keypoints_cam, world_vertices = [], [], []
     for k, pos in enumerate(positions):
         yaw = np.deg2rad(rng.uniform(*config.heading_deg))
@@ -527,51 +535,94 @@ def render_scene(
         world_vertices.append(bodies.vertices[k] @ rot.T + shift)
         cam_vertices.append(camera.to_camera(world_vertices[-1]))
         keypoints_cam.append(camera.to_camera(bodies.keypoints[k] @ rot.T + shift))
-    labels = rasterize_people(cam_vertices, camera, h, w)
-    frags, fg, person, local, bary, uv = (labels.fragments, labels.foreground, labels.person,
-                                          labels.local_face, labels.bary, labels.uv)
-    part, u_map, v_map, instance = labels.part, labels.u, labels.v, labels.instance
+    return world_vertices, cam_vertices, keypoints_cam
 
+
+def _backdrop(rng: np.random.Generator, config: SceneConfig, camera: Camera,
+              world_vertices: list[np.ndarray]) -> np.ndarray:
+    """(H, W, 3) float32 background darkened by the people's contact shadows."""
     image = _background(rng, config, camera)
-    shadow = _contact_shadows(world_vertices, camera, h, w)
+    shadow = _contact_shadows(world_vertices, camera, config.height, config.width)
     image *= 1.0 - rng.uniform(0.3, 0.6) * shadow[..., None]
+    return image
+
+
+def _shade_people(rng: np.random.Generator, tables: dict, labels: PeopleLabels, camera: Camera,
+                  cam_vertices: list[np.ndarray]) -> np.ndarray:
+    """(M, 3) float32 colour of each foreground pixel: every person's albedo lit by one
+    random directional light."""
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-1.2, -0.2), rng.uniform(-1.0, -0.3)])
     light /= np.linalg.norm(light)
     ambient = rng.uniform(0.3, 0.6)
-    ys, xs = np.nonzero(fg)
-    shaded = np.zeros((len(person), 3), np.float32)
-    for k in range(len(positions)):
-        sel = person == k
+    ys, xs = np.nonzero(labels.foreground)
+    shaded = np.zeros((len(labels.person), 3), np.float32)
+    for k in range(len(cam_vertices)):
+        sel = labels.person == k
         if not sel.any():
             continue
-        loc = local[sel]
-        texcoord = (tables["anny_uv"][loc] * bary[sel][..., None]).sum(1)
-        masks = _face_masks()
-        color = _albedo(rng, tables["coarse"][loc], uv[sel, 0], uv[sel, 1],
-                        tables["hair"][loc], tables["eye"][loc],
-                        _texture_lookup(masks["lips"], texcoord),
-                        _texture_lookup(masks["eyelids"], texcoord))
-        normals = _vertex_normals(cam_vertices[k], faces, tables["incidence"])
-        n = (normals[faces[loc]] * bary[sel][..., None]).sum(1)
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        color = _person_albedo(rng, tables, labels, sel)
+        normals = _pixel_normals(tables, labels, sel, cam_vertices[k])
         view = np.stack([(xs[sel] + 0.5 - camera.cx) / camera.focal,
                          (ys[sel] + 0.5 - camera.cy) / camera.focal, np.ones(sel.sum())], 1)
-        n[(n * view).sum(1) > 0] *= -1  # face the camera
-        lambert = np.clip(n @ light, 0, None)
-        # Blinn-Phong highlight: half vector between the light and the way to the camera.
-        half = light - view / np.linalg.norm(view, axis=1, keepdims=True)
-        half /= np.linalg.norm(half, axis=1, keepdims=True)
-        specular = rng.uniform(0.0, 60.0) * np.clip((n * half).sum(1), 0, None) ** 24
-        shaded[sel] = color * (ambient + (1 - ambient) * lambert)[:, None] + specular[:, None]
-    image[fg] = shaded
-    # Objects in front of people hide them: their pixels lose the person's labels.
+        shaded[sel] = _lit(rng, color, normals, view, light, ambient)
+    return shaded
+
+
+def _person_albedo(rng: np.random.Generator, tables: dict, labels: PeopleLabels,
+                   sel: np.ndarray) -> np.ndarray:
+    """(N, 3) base colour of the foreground pixels ``sel`` (all of one person)."""
+    loc = labels.local_face[sel]
+    texcoord = (tables["anny_uv"][loc] * labels.bary[sel][..., None]).sum(1)
+    masks = _face_masks()
+    return _albedo(rng, tables["coarse"][loc], labels.uv[sel, 0], labels.uv[sel, 1],
+                   tables["hair"][loc], tables["eye"][loc],
+                   _texture_lookup(masks["lips"], texcoord),
+                   _texture_lookup(masks["eyelids"], texcoord))
+
+
+def _pixel_normals(tables: dict, labels: PeopleLabels, sel: np.ndarray,
+                   cam_vertices: np.ndarray) -> np.ndarray:
+    """(N, 3) unit camera-space normal at the foreground pixels ``sel`` of the person whose
+    vertices are ``cam_vertices``, interpolated from the vertex normals."""
+    faces = tables["faces"]
+    normals = _vertex_normals(cam_vertices, faces, tables["incidence"])
+    n = (normals[faces[labels.local_face[sel]]] * labels.bary[sel][..., None]).sum(1)
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    return n
+
+
+def _lit(rng: np.random.Generator, color: np.ndarray, n: np.ndarray, view: np.ndarray,
+         light: np.ndarray, ambient: float) -> np.ndarray:
+    """(N, 3) colour under ambient, Lambert and a random-strength Blinn-Phong highlight;
+    ``view`` holds the (unnormalised) camera rays of the pixels."""
+    n[(n * view).sum(1) > 0] *= -1  # face the camera
+    lambert = np.clip(n @ light, 0, None)
+    # Blinn-Phong highlight: half vector between the light and the way to the camera.
+    half = light - view / np.linalg.norm(view, axis=1, keepdims=True)
+    half /= np.linalg.norm(half, axis=1, keepdims=True)
+    specular = rng.uniform(0.0, 60.0) * np.clip((n * half).sum(1), 0, None) ** 24
+    return color * (ambient + (1 - ambient) * lambert)[:, None] + specular[:, None]
+
+
+def _hide_behind_occluders(rng: np.random.Generator, config: SceneConfig, camera: Camera,
+                           positions: list[np.ndarray], labels: PeopleLabels,
+                           image: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Paint random occluders into ``image`` and erase the labels they hide (in place);
+    returns the people's visible depth and the occluders' depth (inf where none)."""
     occluder_depth, occluder_color = _occluders(rng, config, camera, positions)
-    occluded = occluder_depth < frags.depth  # in front of a person or of the background
-    depth = np.where(occluded, np.inf, frags.depth).astype(np.float32)
+    occluded = occluder_depth < labels.fragments.depth  # in front of a person or background
+    depth = np.where(occluded, np.inf, labels.fragments.depth).astype(np.float32)
     image[occluded] = occluder_color[occluded]
-    part[occluded], u_map[occluded], v_map[occluded], instance[occluded] = 0, 0, 0, 0
-    fg = instance > 0
-    edges = fg | np.isfinite(occluder_depth)
+    labels.part[occluded], labels.u[occluded], labels.v[occluded] = 0, 0, 0
+    labels.instance[occluded] = 0
+    return depth, occluder_depth
+
+
+def _finish_image(rng: np.random.Generator, config: SceneConfig, image: np.ndarray,
+                  edges: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: silhouettes (``edges``) softened, then random blur, colour cast and
+    noise."""
     # Soften the aliased silhouettes: blur a one-pixel band around them.
     band = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~cv2.erode(
         edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -581,9 +632,14 @@ def render_scene(
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     image = image * rng.uniform(0.9, 1.1, size=3).astype(np.float32)  # colour cast
     image += rng.normal(0, rng.uniform(*config.noise_sigma), size=image.shape).astype(np.float32)
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8)
 
-    keypoints = np.zeros((len(positions), 17, 3), np.float32)
+
+def _keypoint_labels(keypoints_cam: list[np.ndarray], camera: Camera, instance: np.ndarray,
+                     depth: np.ndarray) -> np.ndarray:
+    """(P, 17, 3) float32 COCO keypoints (x, y, visibility) as in ``RenderedScene``."""
+    h, w = instance.shape
+    keypoints = np.zeros((len(keypoints_cam), 17, 3), np.float32)
     for k, kp_cam in enumerate(keypoints_cam):
         pix = camera.project(kp_cam)
         inside = (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
@@ -595,6 +651,29 @@ def render_scene(
         keypoints[k, :, 0] = np.where(inside, pix[:, 0], 0)
         keypoints[k, :, 1] = np.where(inside, pix[:, 1], 0)
         keypoints[k, :, 2] = np.where(inside, np.where(on_person, 2, 1), 0)
-    return RenderedScene(image=image, part=part, u=u_map, v=v_map, instance=instance,
-                         keypoints=keypoints, depth=depth,
+    return keypoints
+
+
+def render_scene(
+    seed: int | np.random.Generator, config: SceneConfig = SceneConfig()
+) -> RenderedScene:
+    """Sample and render one scene; deterministic for an integer seed."""
+    # Every helper draws from ``rng``: their order here is the order of the draws.
+    rng = np.random.default_rng(seed)
+    tables = _mesh_tables()
+    hfov, camera = _sample_camera(rng, config)
+    positions, samples, bodies = _sample_people(rng, config, hfov)
+    world_vertices, cam_vertices, keypoints_cam = _stand_people(rng, config, camera, positions,
+                                                                bodies)
+    labels = rasterize_people(cam_vertices, camera, config.height, config.width)
+    image = _backdrop(rng, config, camera, world_vertices)
+    image[labels.foreground] = _shade_people(rng, tables, labels, camera, cam_vertices)
+    # Objects in front of people hide them: their pixels lose the person's labels.
+    depth, occluder_depth = _hide_behind_occluders(rng, config, camera, positions, labels,
+                                                   image)
+    edges = (labels.instance > 0) | np.isfinite(occluder_depth)
+    image = _finish_image(rng, config, image, edges)
+    keypoints = _keypoint_labels(keypoints_cam, camera, labels.instance, depth)
+    return RenderedScene(image=image, part=labels.part, u=labels.u, v=labels.v,
+                         instance=labels.instance, keypoints=keypoints, depth=depth,
                          activities=[s.activity for s in samples])

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
@@ -50,7 +50,7 @@ from densepose_ros.inference.device import resolve_device
 from densepose_ros.modeling.config import ModelConfig, get_config
 from densepose_ros.modeling.model import DensePoseRCNN, build_model
 from densepose_ros.training.config import TrainConfig, train_config_from_dict
-from densepose_ros.training.detection import training_step_losses
+from densepose_ros.training.detection import TrainingStepOutput, training_step_losses
 from densepose_ros.training.plotting import Series, line_chart
 
 LAST_CHECKPOINT = "last.pth"
@@ -306,6 +306,246 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+@dataclass
+class _Run:
+    """A run being trained: its directory, device, model, optimiser, data and TensorBoard."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    use_amp: bool
+    sampling_generator: torch.Generator
+    model: DensePoseRCNN
+    model_cfg: ModelConfig
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    start_iteration: int
+    loader: DataLoader
+    writer: Any
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The resumable checkpoint, last.pth."""
+        return self.out / LAST_CHECKPOINT
+
+    @property
+    def metrics_path(self) -> Path:
+        """The metrics log, metrics.jsonl."""
+        return self.out / METRICS_FILE
+
+    def step(self, batch: TrainingBatch, lr: float, iteration: int
+             ) -> tuple[TrainingStepOutput, torch.Tensor, float]:
+        """One optimiser step at learning rate `lr`: the losses, their total and the gradient
+        norm (nan when not clipped); a non-finite loss is a TrainingError."""
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            output = training_step_losses(self.model, batch, cfg.detection,
+                                          self.sampling_generator)
+        loss = output.total()
+        if not torch.isfinite(loss):
+            values = {k: float(v) for k, v in output.losses.items()}
+            raise TrainingError(f"loss is not finite at step {iteration + 1}: {values}; "
+                                "lower solver.base_lr or raise solver.warmup_iters")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        grad_norm = float("nan")
+        if cfg.solver.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                             cfg.solver.clip_grad_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return output, loss, grad_norm
+
+    def log(self, row: dict[str, Any], metrics_file: TextIO) -> None:
+        """Append a metrics row to metrics.jsonl (flushed) and to TensorBoard."""
+        metrics_file.write(json.dumps(row) + "\n")
+        metrics_file.flush()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "iteration":
+                    self.writer.add_scalar(f"train/{key}", value, row["iteration"])
+
+    def preview(self, batch: TrainingBatch, iteration: int) -> None:
+        """Write previews/iter_NNNNNNN.png (and the TensorBoard image) of `batch`."""
+        preview = preview_image(self.model, self.model_cfg, batch)
+        preview_path = self.out / "previews" / f"iter_{iteration:07d}.png"
+        preview_path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(preview_path), preview)
+        if self.writer is not None:
+            self.writer.add_image("preview/prediction_vs_truth",
+                                  preview[:, :, ::-1].copy(), iteration, dataformats="HWC")
+
+    def save_checkpoint(self, iteration: int) -> None:
+        """Write the resumable last.pth and redraw the loss curve."""
+        state = {"iteration": iteration, "optimizer": self.optimizer.state_dict(),
+                 "rng": _rng_state(self.sampling_generator), "train_config": self.cfg.to_dict()}
+        if self.use_amp:
+            state["scaler"] = self.scaler.state_dict()
+        save_weights(self.checkpoint_path, self.model, self.model_cfg,
+                     metadata={"iteration": iteration},
+                     training_state=state)
+        draw_loss_curve(read_metrics(self.metrics_path), self.out / LOSS_CURVE)
+
+
+class _MetricWindow:
+    """Sums of the logged values over the steps since the previous log line."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.steps = 0
+        self.clock = time.time()
+
+    def add(self, loss: torch.Tensor, grad_norm: float, output: TrainingStepOutput) -> None:
+        """Add one step's loss, gradient norm, sample counts and individual losses."""
+        totals = self.totals
+        totals["loss"] = totals.get("loss", 0.0) + loss.item()
+        totals["grad_norm"] = totals.get("grad_norm", 0.0) + grad_norm
+        totals["positive_anchors"] = (totals.get("positive_anchors", 0.0)
+                                      + output.num_positive_anchors)
+        totals["foreground_rois"] = (totals.get("foreground_rois", 0.0)
+                                     + output.num_foreground_rois)
+        for name, value in output.losses.items():
+            totals[name] = totals.get(name, 0.0) + value.item()
+        self.steps += 1
+
+    def take(self, iteration: int, lr: float) -> dict[str, Any]:
+        """The metrics row of step `iteration` (means over the window); starts a new window."""
+        now = time.time()
+        row = {"iteration": iteration, "lr": lr,
+               "seconds_per_iter": (now - self.clock) / self.steps,
+               **{name: total / self.steps for name, total in self.totals.items()}}
+        self.totals, self.steps, self.clock = {}, 0, now
+        return row
+
+
+def _training_device(cfg: TrainConfig) -> torch.device:
+    """The device to train on (a bad name is a TrainingError); sets torch's thread count."""
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as error:
+        raise TrainingError(str(error)) from error
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    return device
+
+
+def _resumed_model(cfg: TrainConfig, checkpoint_path: Path
+                   ) -> tuple[DensePoseRCNN, ModelConfig, dict[str, Any]]:
+    """Model, its config and the training state of the checkpoint `--resume` continues."""
+    if not checkpoint_path.is_file():
+        raise TrainingError(f"--resume: no checkpoint {checkpoint_path} to resume from")
+    model_cfg, state, training_state = read_training_checkpoint(checkpoint_path)
+    if model_cfg.name != cfg.model:
+        raise TrainingError(f"--resume: {checkpoint_path} trains {model_cfg.name}, the "
+                            f"config says {cfg.model}")
+    model = build_model(model_cfg)
+    model.load_state_dict(state, strict=True)
+    return model, model_cfg, training_state
+
+
+def _restore_training_state(training_state: dict[str, Any], optimizer: torch.optim.Optimizer,
+                            scaler: torch.amp.GradScaler, use_amp: bool,
+                            sampling_generator: torch.Generator) -> int:
+    """Load the optimiser, scaler and RNG state of a checkpoint; its step."""
+    try:
+        optimizer.load_state_dict(training_state["optimizer"])
+        if "scaler" in training_state and use_amp:
+            scaler.load_state_dict(training_state["scaler"])
+    except (ValueError, KeyError) as error:
+        raise TrainingError(f"--resume: optimiser state does not fit ({error})") from error
+    _restore_rng(training_state["rng"], sampling_generator)
+    return int(training_state["iteration"])
+
+
+def _prepare_logs(cfg: TrainConfig, out: Path, start_iteration: int) -> None:
+    """Start metrics.jsonl afresh, or cut it back to the resumed step; write the config."""
+    metrics_path = out / METRICS_FILE
+    if start_iteration == 0:
+        metrics_path.unlink(missing_ok=True)
+    else:  # drop lines logged after the checkpoint (the lost interval)
+        kept = [r for r in read_metrics(metrics_path) if r["iteration"] <= start_iteration]
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+
+def _start_run(cfg: TrainConfig, resume: bool) -> _Run:
+    """Set up the run directory, device, model, optimiser and data (from `last.pth` when
+    resuming)."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = _training_device(cfg)
+    use_amp = cfg.amp and device.type == "cuda"
+    sampling_generator = torch.Generator()
+    sampling_generator.manual_seed(cfg.seed)
+    training_state: dict[str, Any] | None = None
+    if resume:
+        model, model_cfg, training_state = _resumed_model(cfg, out / LAST_CHECKPOINT)
+    else:
+        model, model_cfg = initial_model(cfg)
+    model.to(device).train()
+    optimizer = build_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_iteration = 0
+    if training_state is not None:
+        start_iteration = _restore_training_state(training_state, optimizer, scaler, use_amp,
+                                                  sampling_generator)
+    # Data order depends on where the run (re)starts, so a resumed run sees new batches.
+    loader = build_loader(cfg, model_cfg, seed=cfg.seed * 1_000_003 + start_iteration)
+    _prepare_logs(cfg, out, start_iteration)
+    writer = _summary_writer(out / "tb")
+    return _Run(cfg, out, device, use_amp, sampling_generator, model, model_cfg, optimizer,
+                scaler, start_iteration, loader, writer)
+
+
+def _end_iteration(max_iter: int, start_iteration: int, stop_after: int | None,
+                   stop_at: int | None) -> int:
+    """The step this call stops at: ``max_iter``, or earlier per `stop_after`/`stop_at`."""
+    end_iteration = max_iter
+    if stop_after is not None:
+        end_iteration = min(end_iteration, start_iteration + stop_after)
+    if stop_at is not None:
+        end_iteration = min(end_iteration, max(stop_at, start_iteration))
+    return end_iteration
+
+
+def _due(iteration: int, period: int, end_iteration: int, stop: _StopRequest) -> bool:
+    """Whether step `iteration` logs (or checkpoints): every `period` steps, at the last step
+    of this call and when a stop was requested (checked now: a signal may come mid-step)."""
+    return iteration % period == 0 or iteration == end_iteration or stop.requested
+
+
+def _train_steps(run: _Run, end_iteration: int, progress: bool) -> int:
+    """Train from the run's start to `end_iteration` (or a stop signal) with logging,
+    previews and checkpoints; the step reached."""
+    cfg = run.cfg
+    bar = tqdm(total=cfg.solver.max_iter, initial=run.start_iteration, desc="densepose train",
+               unit="it", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    iteration = run.start_iteration
+    window = _MetricWindow()
+    with run.metrics_path.open("a") as metrics_file, _StopRequest() as stop:
+        data = iter(run.loader)
+        while iteration < end_iteration and not stop.requested:
+            batch = batch_to(next(data), run.device)
+            lr = learning_rate(cfg, iteration)
+            output, loss, grad_norm = run.step(batch, lr, iteration)
+            iteration += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+            window.add(loss, grad_norm, output)
+            if _due(iteration, cfg.log_period, end_iteration, stop):
+                run.log(window.take(iteration, lr), metrics_file)
+            if cfg.preview_period and iteration % cfg.preview_period == 0:
+                run.preview(batch, iteration)
+            if _due(iteration, cfg.checkpoint_period, end_iteration, stop):
+                metrics_file.flush()
+                run.save_checkpoint(iteration)
+    bar.close()
+    return iteration
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, stop_at: int | None = None) -> TrainingResult:
     """Train per `cfg` (see the module docstring); `stop_after` ends this call after that many
@@ -314,149 +554,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     run at that step). SIGINT/SIGTERM end it after the current step, with a checkpoint."""
     cfg.validate()
     started = time.time()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / LAST_CHECKPOINT
-    try:
-        device = resolve_device(cfg.device)
-    except ValueError as error:
-        raise TrainingError(str(error)) from error
-    if cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
-    use_amp = cfg.amp and device.type == "cuda"
-    sampling_generator = torch.Generator()
-    sampling_generator.manual_seed(cfg.seed)
-
-    training_state: dict[str, Any] | None = None
-    if resume:
-        if not checkpoint_path.is_file():
-            raise TrainingError(f"--resume: no checkpoint {checkpoint_path} to resume from")
-        model_cfg, state, training_state = read_training_checkpoint(checkpoint_path)
-        if model_cfg.name != cfg.model:
-            raise TrainingError(f"--resume: {checkpoint_path} trains {model_cfg.name}, the "
-                                f"config says {cfg.model}")
-        model = build_model(model_cfg)
-        model.load_state_dict(state, strict=True)
-    else:
-        model, model_cfg = initial_model(cfg)
-    model.to(device).train()
-    optimizer = build_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start_iteration = 0
-    if training_state is not None:
-        try:
-            optimizer.load_state_dict(training_state["optimizer"])
-            if "scaler" in training_state and use_amp:
-                scaler.load_state_dict(training_state["scaler"])
-        except (ValueError, KeyError) as error:
-            raise TrainingError(f"--resume: optimiser state does not fit ({error})") from error
-        _restore_rng(training_state["rng"], sampling_generator)
-        start_iteration = int(training_state["iteration"])
-    # Data order depends on where the run (re)starts, so a resumed run sees new batches.
-    loader = build_loader(cfg, model_cfg, seed=cfg.seed * 1_000_003 + start_iteration)
-
-    metrics_path = out / METRICS_FILE
-    if start_iteration == 0:
-        metrics_path.unlink(missing_ok=True)
-    else:  # drop lines logged after the checkpoint (the lost interval)
-        kept = [r for r in read_metrics(metrics_path) if r["iteration"] <= start_iteration]
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    writer = _summary_writer(out / "tb")
-
-    def save_checkpoint(iteration: int) -> None:
-        state = {"iteration": iteration, "optimizer": optimizer.state_dict(),
-                 "rng": _rng_state(sampling_generator), "train_config": cfg.to_dict()}
-        if use_amp:
-            state["scaler"] = scaler.state_dict()
-        save_weights(checkpoint_path, model, model_cfg,
-                     metadata={"iteration": iteration},
-                     training_state=state)
-        draw_loss_curve(read_metrics(metrics_path), out / LOSS_CURVE)
-
-    max_iter = cfg.solver.max_iter
-    end_iteration = max_iter
-    if stop_after is not None:
-        end_iteration = min(end_iteration, start_iteration + stop_after)
-    if stop_at is not None:
-        end_iteration = min(end_iteration, max(stop_at, start_iteration))
-    bar = tqdm(total=max_iter, initial=start_iteration, desc="densepose train", unit="it",
-               disable=not progress, dynamic_ncols=True, file=sys.stderr)
-    iteration = start_iteration
-    step_clock = time.time()
-    window: dict[str, float] = {}
-    window_steps = 0
-    with metrics_path.open("a") as metrics_file, _StopRequest() as stop:
-        data = iter(loader)
-        while iteration < end_iteration and not stop.requested:
-            batch = batch_to(next(data), device)
-            lr = learning_rate(cfg, iteration)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                output = training_step_losses(model, batch, cfg.detection,
-                                              sampling_generator)
-            loss = output.total()
-            if not torch.isfinite(loss):
-                values = {k: float(v) for k, v in output.losses.items()}
-                raise TrainingError(f"loss is not finite at step {iteration + 1}: {values}; "
-                                    "lower solver.base_lr or raise solver.warmup_iters")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            grad_norm = float("nan")
-            if cfg.solver.clip_grad_norm > 0:
-                scaler.unscale_(optimizer)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                                 cfg.solver.clip_grad_norm))
-            scaler.step(optimizer)
-            scaler.update()
-            iteration += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
-            # logged values are means over the steps since the previous log line
-            window["loss"] = window.get("loss", 0.0) + loss.item()
-            window["grad_norm"] = window.get("grad_norm", 0.0) + grad_norm
-            window["positive_anchors"] = (window.get("positive_anchors", 0.0)
-                                          + output.num_positive_anchors)
-            window["foreground_rois"] = (window.get("foreground_rois", 0.0)
-                                         + output.num_foreground_rois)
-            for name, value in output.losses.items():
-                window[name] = window.get(name, 0.0) + value.item()
-            window_steps += 1
-
-            if (iteration % cfg.log_period == 0 or iteration == end_iteration
-                    or stop.requested):
-                now = time.time()
-                row = {"iteration": iteration, "lr": lr,
-                       "seconds_per_iter": (now - step_clock) / window_steps,
-                       **{name: total / window_steps for name, total in window.items()}}
-                window, window_steps, step_clock = {}, 0, now
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-                if writer is not None:
-                    for key, value in row.items():
-                        if key != "iteration":
-                            writer.add_scalar(f"train/{key}", value, iteration)
-            if cfg.preview_period and iteration % cfg.preview_period == 0:
-                preview = preview_image(model, model_cfg, batch)
-                preview_path = out / "previews" / f"iter_{iteration:07d}.png"
-                preview_path.parent.mkdir(exist_ok=True)
-                cv2.imwrite(str(preview_path), preview)
-                if writer is not None:
-                    writer.add_image("preview/prediction_vs_truth",
-                                     preview[:, :, ::-1].copy(), iteration, dataformats="HWC")
-            if (iteration % cfg.checkpoint_period == 0 or iteration == end_iteration
-                    or stop.requested):
-                metrics_file.flush()
-                save_checkpoint(iteration)
-    bar.close()
-    if writer is not None:
-        writer.close()
+    run = _start_run(cfg, resume)
+    end_iteration = _end_iteration(cfg.solver.max_iter, run.start_iteration, stop_after,
+                                   stop_at)
+    iteration = _train_steps(run, end_iteration, progress)
+    if run.writer is not None:
+        run.writer.close()
     final = None
-    if iteration >= max_iter:
-        final = save_weights(out / FINAL_WEIGHTS, model, model_cfg,
+    if iteration >= cfg.solver.max_iter:
+        final = save_weights(run.out / FINAL_WEIGHTS, run.model, run.model_cfg,
                              metadata={"iteration": iteration})
-    return TrainingResult(out, start_iteration, iteration, checkpoint_path, final,
+    return TrainingResult(run.out, run.start_iteration, iteration, run.checkpoint_path, final,
                           time.time() - started)
 
 
