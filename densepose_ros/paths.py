@@ -68,3 +68,15 @@ def sample_data_dir() -> Path | None:
     if root is not None and (root / ".cache" / "opencv_data").is_dir():
         return root / ".cache" / "opencv_data"
     return None
+
+
+def cache_dir() -> Path:
+    """Where downloaded models, exports and engines are cached: $DENSEPOSE_CACHE, else
+    $XDG_CACHE_HOME/densepose_ros, else ~/.cache/densepose_ros. ($DENSEPOSE_CACHE_DIR, the
+    earlier name, is still honoured.)"""
+    for variable in ("DENSEPOSE_CACHE", "DENSEPOSE_CACHE_DIR"):
+        value = os.environ.get(variable)
+        if value:
+            return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / PACKAGE_NAME

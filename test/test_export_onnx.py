@@ -241,7 +241,7 @@ def test_bad_exports_give_clear_errors(exports, tmp_path):
 
 def test_pth_weights_are_exported_once_into_the_cache(light_weights, tmp_path,  # noqa: F811
                                                      monkeypatch):
-    monkeypatch.setenv("DENSEPOSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DENSEPOSE_CACHE", str(tmp_path / "cache"))
     from densepose_ros.runtime import create_backend
 
     backend, _ = create_backend("onnxruntime", light_weights, "cpu")
@@ -276,7 +276,7 @@ def test_auto_on_cpu_uses_onnxruntime_only_with_an_export_at_hand(exports, light
                                                                   tmp_path, monkeypatch):
     from densepose_ros.runtime import available_backends, create_backend
 
-    monkeypatch.setenv("DENSEPOSE_CACHE_DIR", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("DENSEPOSE_CACHE", str(tmp_path / "empty_cache"))
     folder, _ = exports("R_18_FPN_lite")
     backend, reason = create_backend("auto", folder, "cpu")
     assert backend.name == "onnxruntime" and "ONNX export" in reason

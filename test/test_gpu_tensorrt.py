@@ -45,7 +45,7 @@ def require_gpu():
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DENSEPOSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DENSEPOSE_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 

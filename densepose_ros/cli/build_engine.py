@@ -5,7 +5,7 @@
     densepose build-engine lite_onnx/ --fp16 --input-size 480x640 --input-size 384x512
 
 One engine per graph of the export, written to the engine cache (``--cache-dir``, default
-``$DENSEPOSE_CACHE_DIR/engines`` or ``~/.cache/densepose_ros/engines``) under a name with the
+``$DENSEPOSE_CACHE/engines`` or ``~/.cache/densepose_ros/engines``) under a name with the
 export's hash, TensorRT version, GPU and precision; the tensorrt backend (node, ``densepose
 infer --backend tensorrt``) finds them there. Existing matching engines are kept unless
 ``--force``.

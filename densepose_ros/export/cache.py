@@ -8,28 +8,18 @@ see half an export.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from densepose_ros import paths
 from densepose_ros.export.bundle import OnnxBundle, file_sha256, is_bundle, load_bundle
 
 log = logging.getLogger(__name__)
 
 
-def cache_dir() -> Path:
-    """Where exports and engines are cached: $DENSEPOSE_CACHE_DIR, else
-    $XDG_CACHE_HOME/densepose_ros, else ~/.cache/densepose_ros."""
-    env = os.environ.get("DENSEPOSE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "densepose_ros"
-
-
 def export_cache_dir(model_sha256: str, config_name: str) -> Path:
-    return cache_dir() / "onnx" / f"{config_name}_{model_sha256[:16]}"
+    return paths.cache_dir() / "onnx" / f"{config_name}_{model_sha256[:16]}"
 
 
 def cached_export(weights: Path, progress=log.info) -> OnnxBundle:

@@ -141,7 +141,7 @@ def engine_path(bundle: OnnxBundle, graph: str, precision: str, options: EngineB
                 ) -> Path:
     """Cache path of one engine: config, graph, export hash, TensorRT version, GPU, precision
     and a short hash of the profiles (different input sizes get different engines)."""
-    from densepose_ros.export.cache import cache_dir
+    from densepose_ros.paths import cache_dir
 
     trt = _tensorrt()
     gpu_name, _ = _gpu()
