@@ -147,5 +147,5 @@ def test_import_d2_command_writes_loadable_weights(tmp_path, d2_checkpoint, caps
     assert metadata["imported_from"] == "detectron2"
     code = cli_main(["import-d2", str(tmp_path / "nope.pkl"), "--config", "R_50_FPN_s1x",
                      "-o", str(tmp_path / "x.pth")])
-    assert code == 1
+    assert code == 2  # a user error (cli.common)
     assert "nope.pkl" in capsys.readouterr().err
