@@ -268,7 +268,7 @@ def test_infer_cli_runs_on_the_onnxruntime_backend(exports, tmp_path, capsys):
     assert [p["score"] for p in persons] == [round(float(s), 4) for s in expected.scores]
     # an export folder is not something the torch backend can load: a clear error
     assert cli_main(["infer", str(tmp_path / "street.png"), "--weights", str(folder),
-                     "--backend", "torch", "--out", str(out), "--no-progress"]) == 1
+                     "--backend", "torch", "--out", str(out), "--no-progress"]) == 2
     assert "needs a .pth" in capsys.readouterr().err
 
 
