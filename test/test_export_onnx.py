@@ -92,7 +92,7 @@ def exports(tmp_path_factory, light_weights, d2_model):  # noqa: F811
             from densepose_ros.inference.checkpoint import load_model
 
             assert cli_main(["export", "--weights", str(light_weights), "--out", str(out),
-                             "--input-size", "480x640", "--no-verify"]) == 0
+                             "--input-size", "640x480", "--no-verify"]) == 0
             model = load_model(light_weights)[0]
         else:
             if name in D2_CONFIGS:
