@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "densepose_ros"
 # Subpackage -> the subpackages of densepose_ros it may import (itself always). Arrows point
 # one way: ros -> runtime -> export -> inference/modeling; cli and tools sit on top.
 ALLOWED = {
-    "inference": {"modeling"},
+    "inference": {"modeling", "paths"},
     "modeling": {"inference"},
     "io": {"paths"},
     "synth": {"paths"},

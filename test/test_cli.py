@@ -39,6 +39,8 @@ def test_module_entry_point_runs_as_process():
     ["train", "--config", "{missing}/train.yaml"],
     ["synth", "--num", "1", "--out", "{tmp}/synth", "--size", "0x240"],
     ["export", "--weights", "{missing}/w.pth", "--out", "{tmp}/onnx", "--input-size", "640"],
+    ["fetch", "R_50_FPN_s2x"],
+    ["models", "--frobnicate"],
 ], ids=lambda argv: argv[0])
 def test_every_verb_exits_2_on_a_user_error(argv, tmp_path, capsys):
     argv = [a.format(missing=tmp_path / "missing", tmp=tmp_path) for a in argv]

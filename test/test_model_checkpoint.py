@@ -149,3 +149,15 @@ def test_import_d2_command_writes_loadable_weights(tmp_path, d2_checkpoint, caps
                      "-o", str(tmp_path / "x.pth")])
     assert code == 2  # a user error (cli.common)
     assert "nope.pkl" in capsys.readouterr().err
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    # model-zoo files come from the network: only arrays may come out of them
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "model_final_000000.pkl"
+    evil.write_bytes(pickle.dumps({"model": {"w": Payload()}}))
+    with pytest.raises(ValueError, match="refusing to load builtins.print"):
+        import_detectron2(evil, "R_50_FPN_s1x")

@@ -27,6 +27,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render synthetic DensePose training data from the Anny body model"),
     "train": ("train", "train DensePose R-CNN"),
     "eval": ("eval", "evaluate weights on a DensePose-COCO style annotation file"),
+    "models": ("models", "list the DensePose model zoo (metrics, cached or not)"),
+    "fetch": ("fetch", "download and import model-zoo weights into the cache"),
 }
 
 

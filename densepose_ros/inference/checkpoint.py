@@ -66,6 +66,11 @@ def save_weights(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig,
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
+        # mkstemp makes the file private (0600); a weights file is as readable as any file
+        # the user creates (a shared model cache, a robot's other accounts).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -132,6 +137,24 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     return model.to(device).eval(), cfg
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles detectron2 model-zoo files, which hold only containers and numpy arrays.
+    Any other class is refused: a pickle can run arbitrary code, and these files come from
+    the network (or a mirror)."""
+
+    ALLOWED = {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    } | {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: a weights file holds only arrays")
+
+
 def _load_detectron2_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"detectron2 checkpoint not found: {path}")
@@ -139,7 +162,7 @@ def _load_detectron2_file(path: Path) -> dict[str, Any]:
     if path.suffix == ".pkl":
         try:
             with open(path, "rb") as f:
-                data = pickle.load(f, encoding="latin1")
+                data = _ArrayUnpickler(f, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
                 IndexError) as error:
             raise ValueError(f"{path}: not a readable pickle ({error})") from error
