@@ -260,8 +260,11 @@ def test_infer_cli_runs_on_the_onnxruntime_backend(exports, tmp_path, capsys):
     frame = several_people_frame()
     cv2.imwrite(str(tmp_path / "street.png"), frame)
     out = tmp_path / "out"
+    # The untrained model scores low: keep every detection (the backend's own threshold).
+    threshold = str(load_bundle(folder).config.box_head.score_threshold)
     assert cli_main(["infer", str(tmp_path / "street.png"), "--weights", str(folder),
-                     "--backend", "onnxruntime", "--out", str(out), "--no-progress"]) == 0
+                     "--backend", "onnxruntime", "--out", str(out), "--no-progress",
+                     "--score-threshold", threshold]) == 0
     assert "onnxruntime/CPUExecutionProvider" in capsys.readouterr().err
     persons = json.loads((out / "street.json").read_text())["persons"]
     expected = OnnxRuntimeBackend(load_bundle(folder), "cpu").infer(frame)
@@ -284,3 +287,32 @@ def test_auto_on_cpu_uses_onnxruntime_only_with_an_export_at_hand(exports, light
     assert backend.name == "torch" and "no ONNX export of these weights is cached" in reason
     if not torch.cuda.is_available():
         assert available_backends()["tensorrt"].startswith("unavailable")
+
+
+def test_deeplab_head_and_confidences_export_and_match(tmp_path):
+    """A DL_WC2M model (DeepLab head, U/V and segmentation confidences) exports, passes the
+    TensorRT op check, and its DensePose-head graph gives every output as PyTorch does."""
+    import onnxruntime as ort
+
+    from densepose_ros.export.graphs import chart_output_names, densepose_pooled_shape
+
+    torch.manual_seed(0)
+    cfg = get_config("R_50_FPN_DL_WC2M_s1x")
+    model = build_model(cfg).eval()
+    bundle = export_model(model, cfg, tmp_path / "onnx", ExportOptions(input_size=(320, 416)),
+                          progress=lambda _: None)
+    op_list = load_trt_op_list()
+    for graph in GRAPH_NAMES:
+        assert check_onnx_for_tensorrt(bundle.path(graph), op_list).ok, graph
+    pooled = torch.randn(3, *densepose_pooled_shape(cfg))
+    session = ort.InferenceSession(str(bundle.path("densepose_head")),
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert names == chart_output_names(cfg) and "kappa_v" in names
+    got = dict(zip(names, session.run(None, {session.get_inputs()[0].name: pooled.numpy()}),
+                   strict=True))
+    with torch.inference_mode():
+        expected = model.densepose_from_pooled(pooled).tensors()
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value.numpy(), rtol=1e-3, atol=1e-3,
+                                   err_msg=name)

@@ -64,16 +64,21 @@ class BoxHeadGraph(nn.Module):
         return self.model.roi_heads.head_outputs(box_features)
 
 
+def chart_output_names(cfg: ModelConfig) -> list[str]:
+    """Output names of the DensePose-head graph: the charts, then the model's confidences."""
+    return list(CHART_OUTPUTS) + list(cfg.densepose.confidence_outputs)
+
+
 class DensePoseHeadGraph(nn.Module):
-    """Pooled person features [N, C', P, P] -> coarse_segm, fine_segm, u, v."""
+    """Pooled person features [N, C', P, P] -> coarse_segm, fine_segm, u, v[, confidences]
+    (``chart_output_names``)."""
 
     def __init__(self, model: DensePoseRCNN):
         super().__init__()
         self.model = model
 
     def forward(self, densepose_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        charts = self.model.densepose_from_pooled(densepose_features)
-        return charts.coarse_segm, charts.fine_segm, charts.u, charts.v
+        return tuple(self.model.densepose_from_pooled(densepose_features).tensors().values())
 
 
 def densepose_pooled_shape(cfg: ModelConfig) -> tuple[int, int, int]:

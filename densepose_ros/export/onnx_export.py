@@ -24,7 +24,6 @@ from densepose_ros.export.graphs import (
     BOX_FEATURES,
     BOX_HEAD,
     BOX_OUTPUTS,
-    CHART_OUTPUTS,
     DENSEPOSE_FEATURES,
     DENSEPOSE_HEAD,
     IMAGES,
@@ -33,6 +32,7 @@ from densepose_ros.export.graphs import (
     DensePoseHeadGraph,
     backbone_output_names,
     box_pooled_shape,
+    chart_output_names,
     densepose_pooled_shape,
 )
 from densepose_ros.modeling.backbone import FPN_STRIDES
@@ -140,7 +140,7 @@ def export_model(model: DensePoseRCNN, cfg: ModelConfig, out_dir: str | Path,
          BOX_FEATURES, list(BOX_OUTPUTS), {0: rois}),
         (DENSEPOSE_HEAD, DensePoseHeadGraph(model),
          torch.randn(options.example_rois, *densepose_pooled_shape(cfg)), DENSEPOSE_FEATURES,
-         list(CHART_OUTPUTS), {0: rois}),
+         chart_output_names(cfg), {0: rois}),
     ]
     graphs = {}
     # Quiet the exporter's own step-by-step prints; our progress lines say what happens.

@@ -130,5 +130,6 @@ class DensePosePredictor:
     def _densepose(self, features, boxes: torch.Tensor) -> DensePoseChartOutput:
         if boxes.shape[0] == 0:  # convolutions on an empty batch are not supported everywhere
             dp = self.cfg.densepose
-            return DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size)
+            return DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size,
+                                              dp.confidence_outputs)
         return self.model.densepose_on_boxes(features, [boxes])

@@ -7,6 +7,7 @@ covers the person's box, stretched to M x M).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -28,33 +29,57 @@ class DensePoseChartOutput:
         u: [N, 25, M, M] float32 U coordinate predicted for each chart i in channel i
             (values near [0, 1] for trained models; channel 0 is unused).
         v: [N, 25, M, M] float32 V coordinate, same layout as `u`.
+
+    Confidences, None for models without them (detectron2's WC models, Neverova et al. 2019;
+    the "M" models, Sanakoyeu et al. 2020), raw predictor values as detectron2 outputs them:
+        sigma_2: [N, 25, M, M] per chart; the U/V residual variance is
+            softplus(sigma_2) + epsilon (WC1 and WC2).
+        kappa_u, kappa_v: [N, 25, M, M] per chart, the anisotropic part of the U/V
+            covariance (WC2).
+        fine_segm_confidence, coarse_segm_confidence: [N, 1, M, M], softplus + epsilon,
+            already multiplied into `fine_segm` and `coarse_segm` (WC1M, WC2M).
     """
 
     coarse_segm: torch.Tensor
     fine_segm: torch.Tensor
     u: torch.Tensor
     v: torch.Tensor
+    sigma_2: torch.Tensor | None = None
+    kappa_u: torch.Tensor | None = None
+    kappa_v: torch.Tensor | None = None
+    fine_segm_confidence: torch.Tensor | None = None
+    coarse_segm_confidence: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.coarse_segm.shape[0]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every present output by name, in field order (the exported graph's outputs)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+    def _map(self, function) -> DensePoseChartOutput:
+        return DensePoseChartOutput(**{k: function(t) for k, t in self.tensors().items()})
 
     def __getitem__(self, index) -> DensePoseChartOutput:
         """Select boxes (int, slice, index tensor or boolean mask); keeps the batch axis."""
         if isinstance(index, int):
             index = slice(index, index + 1)
-        return DensePoseChartOutput(self.coarse_segm[index], self.fine_segm[index],
-                                    self.u[index], self.v[index])
+        return self._map(lambda tensor: tensor[index])
 
     def to(self, device: torch.device | str) -> DensePoseChartOutput:
-        return DensePoseChartOutput(self.coarse_segm.to(device), self.fine_segm.to(device),
-                                    self.u.to(device), self.v.to(device))
+        return self._map(lambda tensor: tensor.to(device))
 
     @classmethod
-    def empty(cls, num_coarse: int, size: int) -> DensePoseChartOutput:
+    def empty(cls, num_coarse: int, size: int,
+              confidences: tuple[str, ...] = ()) -> DensePoseChartOutput:
+        """No boxes: zero-length outputs of the right channel counts."""
         def zeros(c: int) -> torch.Tensor:
             return torch.zeros((0, c, size, size), dtype=torch.float32)
 
-        return cls(zeros(num_coarse), zeros(25), zeros(25), zeros(25))
+        extra = {name: zeros(1 if name.endswith("segm_confidence") else 25)
+                 for name in confidences}
+        return cls(zeros(num_coarse), zeros(25), zeros(25), zeros(25), **extra)
 
 
 @dataclass

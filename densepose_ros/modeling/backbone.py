@@ -48,7 +48,9 @@ def make_norm(kind: str, channels: int) -> nn.Module:
         return FrozenBatchNorm2d(channels)
     if kind == "BN":
         return nn.BatchNorm2d(channels)
-    raise ValueError(f"unknown norm '{kind}' (expected 'FrozenBN' or 'BN')")
+    if kind == "GN":  # 32 groups, as detectron2's "GN"
+        return nn.GroupNorm(32, channels)
+    raise ValueError(f"unknown norm '{kind}' (expected 'FrozenBN', 'BN' or 'GN')")
 
 
 class ConvNorm(nn.Conv2d):
@@ -67,8 +69,8 @@ class ConvNorm(nn.Conv2d):
 
     @torch.no_grad()
     def fold_norm(self) -> None:
-        if isinstance(self.norm, nn.Identity):
-            return
+        if isinstance(self.norm, nn.Identity | nn.GroupNorm):
+            return  # nothing to fold; a GroupNorm depends on the activations
         if isinstance(self.norm, FrozenBatchNorm2d):
             scale, shift = self.norm.scale_and_shift()
         elif isinstance(self.norm, nn.BatchNorm2d):

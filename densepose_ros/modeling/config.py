@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,12 +125,31 @@ class DensePoseHeadConfig:
     num_coarse_segm_channels: int = 2
     # Surface charts; fine segmentation/U/V have one more channel (background).
     num_patches: int = 24
+    # Head on the pooled features: "convx" (DensePoseV1ConvXHead: stacked 3x3 convs) or
+    # "deeplab" (DensePoseDeepLabHead: ASPP, then stacked 3x3 convs with GroupNorm).
+    head: str = "convx"
+    # Per-pixel U/V confidence of the WC models: "" (none), "iid_iso" (WC1: sigma_2) or
+    # "indep_aniso" (WC2: sigma_2, kappa_u, kappa_v).
+    uv_confidence: str = ""
+    # Coarse and fine segmentation confidences (the "M" models); they scale the logits.
+    segm_confidence: bool = False
+    # Lower bound added to the softplus of the confidences (UV_/SEGM_CONFIDENCE.EPSILON).
+    confidence_epsilon: float = 0.01
     # Panoptic-FPN style decoder fusing p2..p5 before pooling (non-legacy s1x configs).
     decoder_on: bool = True
     # Decoder conv width, output channels and the stride of its single output map.
     decoder_channels: int = 256
     decoder_out_channels: int = 256
     decoder_common_stride: int = 4
+
+    @property
+    def confidence_outputs(self) -> tuple[str, ...]:
+        """Names of the confidence outputs this head predicts (see DensePoseChartOutput)."""
+        names = {"": (), "iid_iso": ("sigma_2",),
+                 "indep_aniso": ("sigma_2", "kappa_u", "kappa_v")}[self.uv_confidence]
+        if self.segm_confidence:
+            names += ("fine_segm_confidence", "coarse_segm_confidence")
+        return names
 
     @property
     def heatmap_size(self) -> int:
@@ -204,6 +224,50 @@ def _r101(base: ModelConfig) -> ModelConfig:
     return cfg
 
 
+def _variant(base: ModelConfig, tag: str, head: str = "convx", uv_confidence: str = "",
+             segm_confidence: bool = False) -> ModelConfig:
+    """An s1x model-zoo variant: its name adds `tag` (DL, WC1, DL_WC2M, ...) before "_s1x"."""
+    return dataclasses.replace(
+        base,
+        name=base.name.replace("_s1x", f"_{tag}_s1x"),
+        detectron2_config=base.detectron2_config.replace("_s1x", f"_{tag}_s1x"),
+        densepose=dataclasses.replace(base.densepose, head=head, uv_confidence=uv_confidence,
+                                      segm_confidence=segm_confidence),
+    )
+
+
+def _zoo_variants() -> dict[str, Callable[[], ModelConfig]]:
+    """The DeepLab-head and confidence models of detectron2's model zoo, R-50 and R-101:
+    DL (DeepLabV3 head), WC1 / WC2 (U/V confidence iid_iso / indep_aniso), WC1M / WC2M
+    (also segmentation confidence), and their DL_ combinations."""
+    kinds = {"WC1": ("iid_iso", False), "WC2": ("indep_aniso", False),
+             "WC1M": ("iid_iso", True), "WC2M": ("indep_aniso", True)}
+    builders: dict[str, Callable[[], ModelConfig]] = {}
+    for depth_base in (_r50_s1x, lambda: _r101(_r50_s1x())):
+        for deeplab in (False, True):
+            head = "deeplab" if deeplab else "convx"
+            prefix = "DL_" if deeplab else ""
+            specs = [(prefix + kind, uv, segm) for kind, (uv, segm) in kinds.items()]
+            if deeplab:
+                specs.insert(0, ("DL", "", False))
+            for tag, uv, segm in specs:
+                cfg = _variant(depth_base(), tag, head, uv, segm)
+                builders[cfg.name] = (lambda b=depth_base, t=tag, h=head, u=uv, s=segm:
+                                      _variant(b(), t, h, u, s))
+    return builders
+
+
+# detectron2's bootstrapping (chimpanzee) models: the R_50_FPN_DL_WC1M architecture, trained
+# class-agnostically on animals (Sanakoyeu et al. 2020).
+_BOOTSTRAP_SUFFIXES = ("", "_B_uniform", "_B_uv", "_B_finesegm", "_B_coarsesegm")
+
+
+def _bootstrap(suffix: str) -> ModelConfig:
+    base = _variant(_r50_s1x(), "DL_WC1M", "deeplab", "iid_iso", True)
+    name = f"R_50_FPN_DL_WC1M_3x_Atop10P_CA{suffix}"
+    return dataclasses.replace(base, name=name, detectron2_config=f"densepose_{name}")
+
+
 def _r18_lite() -> ModelConfig:
     # Light model trained from scratch at 320-480 px: trainable BN (folded at inference),
     # narrower FPN and heads, fewer proposals. Same structure, so the same code runs it.
@@ -248,6 +312,9 @@ _BUILDERS = {
     "R_101_FPN_s1x": lambda: _r101(_r50_s1x()),
     "R_18_FPN_lite": _r18_lite,
     "R_18_FPN_tiny": _r18_tiny,
+    **_zoo_variants(),
+    **{f"R_50_FPN_DL_WC1M_3x_Atop10P_CA{s}": (lambda s=s: _bootstrap(s))
+       for s in _BOOTSTRAP_SUFFIXES},
 }
 CONFIG_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 # The configuration meant for CPUs and embedded GPUs.
@@ -256,7 +323,7 @@ LIGHT_CONFIG_NAME = "R_18_FPN_lite"
 
 def get_config(name: str) -> ModelConfig:
     """A fresh copy of the named configuration; detectron2 names are accepted too."""
-    key = name.removeprefix("densepose_rcnn_")
+    key = name.removeprefix("densepose_rcnn_").removeprefix("densepose_")
     if key not in _BUILDERS:
         raise ValueError(f"unknown model config '{name}'; known: {', '.join(CONFIG_NAMES)}")
     return _BUILDERS[key]()

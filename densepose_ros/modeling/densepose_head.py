@@ -1,4 +1,8 @@
-"""DensePose branch: Panoptic-FPN decoder, DensePoseV1ConvXHead and the chart predictor.
+"""DensePose branch: Panoptic-FPN decoder, the heads (DensePoseV1ConvXHead,
+DensePoseDeepLabHead) and the chart predictor with its optional confidence outputs.
+
+Modules and parameters are named as detectron2 names them, so model-zoo checkpoints load key
+for key (the importer checks every key and shape).
 
 Everything here is a fixed sequence of tensor operations (no data-dependent control flow),
 so the head exports to ONNX as one graph on pooled RoI features.
@@ -12,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densepose_ros.inference.structures import DensePoseChartOutput
+from densepose_ros.modeling.backbone import ConvNorm
 from densepose_ros.modeling.config import DensePoseHeadConfig
 
 
@@ -75,12 +81,72 @@ class DensePoseConvXHead(nn.Module):
         return x
 
 
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLabV3, Chen et al. 2017) as DensePose uses it:
+    a 1x1 branch, three dilated 3x3 branches and an image-pooling branch, each with
+    GroupNorm and ReLU, concatenated and projected back by a 1x1 convolution and ReLU."""
+
+    def __init__(self, channels: int, rates: tuple[int, int, int] = (6, 12, 56)):
+        super().__init__()
+
+        def branch(*layers: nn.Module) -> nn.Sequential:
+            return nn.Sequential(*layers, nn.GroupNorm(32, channels), nn.ReLU())
+
+        self.convs = nn.ModuleList(
+            [branch(nn.Conv2d(channels, channels, 1, bias=False))]
+            + [branch(nn.Conv2d(channels, channels, 3, padding=r, dilation=r, bias=False))
+               for r in rates]
+            # image pooling: index 0 is the pooling, so its conv is "4.1" as in detectron2
+            + [branch(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels, 1, bias=False))]
+        )
+        self.project = nn.Sequential(nn.Conv2d(5 * channels, channels, 1, bias=False),
+                                     nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = [conv(x) for conv in self.convs[:-1]]
+        pooled = self.convs[-1](x)
+        branches.append(F.interpolate(pooled, size=x.shape[-2:], mode="bilinear",
+                                      align_corners=False))
+        return self.project(torch.cat(branches, dim=1))
+
+
+class DensePoseDeepLabHead(nn.Module):
+    """ASPP on the pooled features, then `num_convs` 3x3 convolutions with GroupNorm and
+    ReLU (DensePoseDeepLabHead; its non-local block is off in every model-zoo config)."""
+
+    def __init__(self, cfg: DensePoseHeadConfig, in_channels: int):
+        super().__init__()
+        self.ASPP = ASPP(in_channels)
+        self.num_convs = cfg.num_convs
+        for k in range(cfg.num_convs):
+            conv = ConvNorm(in_channels if k == 0 else cfg.conv_channels, cfg.conv_channels,
+                            cfg.conv_kernel, norm="GN")
+            self.add_module(f"body_conv_fcn{k + 1}", conv)
+        self.out_channels = cfg.conv_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ASPP(x)
+        for k in range(self.num_convs):
+            x = F.relu(getattr(self, f"body_conv_fcn{k + 1}")(x))
+        return x
+
+
+def build_densepose_head(cfg: DensePoseHeadConfig, in_channels: int) -> nn.Module:
+    """The head ``cfg.head`` names, on pooled features of ``in_channels``."""
+    if cfg.head == "convx":
+        return DensePoseConvXHead(cfg, in_channels)
+    if cfg.head == "deeplab":
+        return DensePoseDeepLabHead(cfg, in_channels)
+    raise ValueError(f"unknown DensePose head '{cfg.head}' (expected 'convx' or 'deeplab')")
+
+
 class ChartPredictor(nn.Module):
     """Per output a stride-2 transposed conv, then bilinear upscaling (x`upscale`).
 
-    Outputs (all [N, C, M, M], M = 4 x pooled size): coarse segmentation logits
-    (C = num_coarse_segm_channels), fine segmentation logits (C = num_patches + 1), U and V
-    (C = num_patches + 1, one regression map per chart, channel 0 unused).
+    Outputs (a ``DensePoseChartOutput``, all [N, C, M, M], M = 4 x pooled size): coarse
+    segmentation logits (C = num_coarse_segm_channels), fine segmentation logits
+    (C = num_patches + 1), U and V (C = num_patches + 1, one regression map per chart,
+    channel 0 unused), and the confidences ``cfg.confidence_outputs`` names.
     """
 
     def __init__(self, cfg: DensePoseHeadConfig, in_channels: int):
@@ -95,6 +161,11 @@ class ChartPredictor(nn.Module):
         self.index_uv_lowres = deconv(cfg.num_patches + 1)
         self.u_lowres = deconv(cfg.num_patches + 1)
         self.v_lowres = deconv(cfg.num_patches + 1)
+        self.confidences = cfg.confidence_outputs
+        for name in self.confidences:
+            channels = 1 if name.endswith("segm_confidence") else cfg.num_patches + 1
+            self.add_module(f"{name}_lowres", deconv(channels))
+        self.epsilon = cfg.confidence_epsilon
         self.upscale = cfg.upscale
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,10 +173,16 @@ class ChartPredictor(nn.Module):
         return F.interpolate(x.float(), scale_factor=float(self.upscale), mode="bilinear",
                              align_corners=False)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (
-            self._up(self.ann_index_lowres(x)),
-            self._up(self.index_uv_lowres(x)),
-            self._up(self.u_lowres(x)),
-            self._up(self.v_lowres(x)),
-        )
+    def forward(self, x: torch.Tensor) -> DensePoseChartOutput:
+        outputs = {"coarse_segm": self._up(self.ann_index_lowres(x)),
+                   "fine_segm": self._up(self.index_uv_lowres(x)),
+                   "u": self._up(self.u_lowres(x)), "v": self._up(self.v_lowres(x))}
+        for name in self.confidences:
+            value = self._up(getattr(self, f"{name}_lowres")(x))
+            if name.endswith("segm_confidence"):
+                # as detectron2: softplus + epsilon, and it scales that segmentation's logits
+                value = F.softplus(value) + self.epsilon
+                segm = name.removesuffix("_confidence")
+                outputs[segm] = outputs[segm] * value
+            outputs[name] = value
+        return DensePoseChartOutput(**outputs)

@@ -21,7 +21,7 @@ from densepose_ros.modeling.backbone import FPN_STRIDES, ConvNorm, FPNBackbone
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
 from densepose_ros.modeling.config import DensePoseHeadConfig, ModelConfig
-from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, DensePoseConvXHead
+from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, build_densepose_head
 from densepose_ros.modeling.rpn import RPN
 
 RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
@@ -52,7 +52,7 @@ class RoIHeads(BoxStage):
             self.decoder = None
             dp_channels = channels
         self.densepose_pooler = make_densepose_pooler(dp)
-        self.densepose_head = densepose_head or DensePoseConvXHead(dp, dp_channels)
+        self.densepose_head = densepose_head or build_densepose_head(dp, dp_channels)
         self.densepose_predictor = densepose_predictor or ChartPredictor(
             dp, self.densepose_head.out_channels
         )
@@ -114,8 +114,7 @@ class DensePoseRCNN(nn.Module):
     def densepose_from_pooled(self, pooled: torch.Tensor) -> DensePoseChartOutput:
         """ConvX head + chart predictor on pooled RoI features (exportable on its own)."""
         heads = self.roi_heads
-        coarse, fine, u, v = heads.densepose_predictor(heads.densepose_head(pooled))
-        return DensePoseChartOutput(coarse, fine, u, v)
+        return heads.densepose_predictor(heads.densepose_head(pooled))
 
     def densepose_on_boxes(self, features: dict[str, torch.Tensor],
                            boxes: list[torch.Tensor]) -> DensePoseChartOutput:

@@ -19,9 +19,9 @@ from torch import nn
 from densepose_ros.export.graphs import (
     BACKBONE,
     BOX_HEAD,
-    CHART_OUTPUTS,
     DECODER_OUTPUT,
     DENSEPOSE_HEAD,
+    chart_output_names,
 )
 from densepose_ros.inference.preprocess import preprocess_image
 from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageClock
@@ -57,6 +57,7 @@ class SplitPipeline:
         self.box_stage = BoxStage(cfg.box_head, channels, ROI_STRIDES, cfg.box_scale_clamp,
                                   box_head=nn.Identity(), box_predictor=nn.Identity())
         self.densepose_pooler = make_densepose_pooler(cfg.densepose)
+        self.chart_outputs = chart_output_names(cfg)
         self.settings = InferenceSettings()
         self.configure(self.settings)
 
@@ -84,12 +85,13 @@ class SplitPipeline:
             clock.lap("box_head")
             if boxes.shape[0] == 0:
                 dp = self.model_cfg.densepose
-                charts = DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size)
+                charts = DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size,
+                                                    dp.confidence_outputs)
             else:
                 dp_maps = [outputs[DECODER_OUTPUT]] if DECODER_OUTPUT in outputs else fpn
                 pooled = self.densepose_pooler(dp_maps, boxes_to_rois([boxes]))
                 charts_out = self.run_graph(DENSEPOSE_HEAD, pooled.contiguous())
-                charts = DensePoseChartOutput(*(charts_out[n] for n in CHART_OUTPUTS))
+                charts = DensePoseChartOutput(**{n: charts_out[n] for n in self.chart_outputs})
             clock.lap("densepose_head")
             result = prepared.result_in_source(boxes, scores, charts)
             clock.lap("postprocess")
