@@ -32,8 +32,10 @@ def inputs(tmp_path_factory):
 
 def test_infer_writes_overlays_iuv_and_json(tmp_path, inputs, light_weights):  # noqa: F811
     out = tmp_path / "out"
+    # The untrained test model scores low: a threshold that lets its boxes through.
     code = cli_main(["infer", str(inputs / "street.png"), str(inputs / "folder"),
-                     "--weights", str(light_weights), "--out", str(out), "--no-progress"])
+                     "--weights", str(light_weights), "--out", str(out), "--no-progress",
+                     "--score-threshold", "0.05"])
     assert code == 0
     for stem, (height, width) in (("street", (240, 320)), ("crop", (240, 240))):
         overlay = cv2.imread(str(out / f"{stem}_overlay.png"))
@@ -51,6 +53,18 @@ def test_infer_writes_overlays_iuv_and_json(tmp_path, inputs, light_weights):  #
             assert all(1 <= c <= 24 for c in person["charts"])
         scores = [p["score"] for p in record["persons"]]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_infer_keeps_persons_from_0_8_by_default(tmp_path):
+    # As the node publishes them: the bundled model on a real street frame.
+    from node_fixtures import vtest_frames
+
+    cv2.imwrite(str(tmp_path / "street.png"), vtest_frames(1, size=None)[0])
+    out = tmp_path / "out"
+    assert cli_main(["infer", str(tmp_path / "street.png"), "--out", str(out),
+                     "--no-progress"]) == 0
+    scores = [p["score"] for p in json.loads((out / "street.json").read_text())["persons"]]
+    assert scores and min(scores) >= 0.8, scores
 
 
 def test_infer_without_resize_and_with_threshold(tmp_path, inputs, light_weights):  # noqa: F811

@@ -70,7 +70,7 @@ def test_eval_reports_bad_inputs(eval_inputs, capsys, tmp_path):
                  "--geodesics", str(tmp_path / "none.npz")])
     assert code == 2 and "geodesic file not found" in capsys.readouterr().err
     code = main(["eval", "--weights", str(tmp_path / "w.pth"), "--data", str(root / "dp.json")])
-    assert code == 2 and "weights not found" in capsys.readouterr().err
+    assert code == 2 and "weights file not found" in capsys.readouterr().err
 
 
 def test_saved_predictions_evaluate_to_the_same_report(eval_inputs, tmp_path):

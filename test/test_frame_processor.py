@@ -54,7 +54,7 @@ def test_boxes_reaching_outside_are_clipped_and_outside_boxes_dropped():
 def test_chart_cap_keeps_parts_and_uv_consistent():
     part = np.arange(200 * 100, dtype=np.int64).reshape(200, 100) % 25
     u8 = (part * 10).astype(np.uint8)
-    small_part, small_u, small_v = cap_chart(part.astype(np.uint8), u8, u8, 50)
+    small_part, small_u, small_v = cap_chart(part.astype(np.uint8), u8, u8, max_size=50)
     assert small_part.shape == (50, 25)
     np.testing.assert_array_equal(small_u, (small_part * 10).astype(np.uint8))
 
@@ -69,3 +69,27 @@ def test_depth_gives_points_in_the_camera_frame():
     points = outputs.persons[0].points
     np.testing.assert_allclose(points.xyz[:, 2], 1.5)
     np.testing.assert_allclose(points.xyz[:, 0], (points.x - 80.0) * 1.5 / 100, rtol=1e-5)
+
+
+def test_uv_confidence_is_published_for_models_that_predict_it():
+    result = make_result([[10, 20, 60, 110]])
+    n, m = 1, 28
+    # sigma_2 = -20: softplus ~ 0, sigma at its floor 0.1 -> 255; +3: sigma ~ 1.77 -> 14
+    sigma_2 = torch.full((n, 25, m, m), -20.0)
+    sigma_2[:, 13:] = 3.0
+    result.charts.sigma_2 = sigma_2
+    image = np.zeros((120, 160, 3), np.uint8)
+    sigma_high = np.sqrt(np.log1p(np.exp(3.0)) + 0.01)
+    for mode in ("exact", "fast"):
+        person = FrameProcessor(None).outputs_from_result(
+            result, image, correspondence_stride=4, chart_mode=mode).persons[0]
+        confidence, part = person.chart_uv_confidence, person.chart_part
+        assert confidence.shape == part.shape
+        assert (confidence[part == 0] == 0).all() and (confidence[part > 0] > 0).all()
+        if mode == "exact":  # each pixel's own chart's sigma_2, as detectron2 resamples it
+            assert (confidence[(part >= 1) & (part <= 12)] == 255).all()
+            assert (confidence[part >= 13] == round(25.5 / sigma_high)).all()
+    # a model without confidence publishes none
+    plain = make_result([[10, 20, 60, 110]])
+    person = FrameProcessor(None).outputs_from_result(plain, image, correspondence_stride=4)
+    assert person.persons[0].chart_uv_confidence.size == 0

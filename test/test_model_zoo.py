@@ -312,3 +312,29 @@ def test_base_url_comes_from_the_environment(monkeypatch):
         "densepose_rcnn_R_50_FPN_s1x/165712039/model_final_162be9.pkl")
     monkeypatch.setenv("DENSEPOSE_MODEL_ZOO_URL", "http://mirror.local/zoo/")
     assert model_zoo.download_url(find_entry(NAME)).startswith("http://mirror.local/zoo/dens")
+
+
+@pytest.mark.ros
+def test_the_node_takes_a_model_zoo_name_and_later_starts_offline(zoo, ros_process, client,
+                                                                  monkeypatch):
+    from node_fixtures import PARAMS_FILE
+
+    # What a user types: the model's name as the weights parameter, nothing else.
+    args = ["--params-file", str(PARAMS_FILE), "-p", f"weights:={NAME}"]
+    node = ros_process(["-m", "densepose_ros.ros.node"], ros_args=args, name="node")
+    assert client.wait_for_node(timeout=300), node.output()
+    assert "R_50_FPN_s1x" in node.output() and cached_path(NAME) is not None
+    assert len(zoo.requests_for(served_path(NAME))) == 1
+    node.popen.send_signal(2)
+    node.popen.wait(timeout=30)
+    client.spin_until(lambda: client.image_pub.get_subscription_count() == 0, 10)
+    # No network now: the mirror points at a closed port. The cached model starts the node.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setenv("DENSEPOSE_MODEL_ZOO_URL", f"http://127.0.0.1:{port}/densepose")
+    offline = ros_process(["-m", "densepose_ros.ros.node"], ros_args=args, name="offline")
+    assert client.wait_for_node(timeout=300), offline.output()
+    assert "model loaded" in offline.output()
+    assert len(zoo.requests_for(served_path(NAME))) == 1

@@ -30,7 +30,7 @@ from densepose_ros.modeling.config import CONFIG_NAMES
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", type=Path, help="weights file (our format)")
+    source.add_argument("--weights", help="weights file (our format) or model-zoo name")
     source.add_argument("--d2-checkpoint", type=Path,
                         help="detectron2 .pkl/.pth checkpoint (needs --config)")
     parser.add_argument("--config", choices=CONFIG_NAMES, default=None,
@@ -97,7 +97,9 @@ def build_predictor(args: argparse.Namespace):
     from densepose_ros.modeling import build_model, get_config
 
     if args.weights is not None:
-        model, cfg = load_model(args.weights, device=args.device)
+        from densepose_ros.inference.model_zoo import resolve_weights
+
+        model, cfg = load_model(resolve_weights(args.weights), device=args.device)
         source = str(args.weights)
     else:
         if args.config is None:
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         image = default_image() if args.image is None else cv2.imread(str(args.image))
         if image is None:
             raise FileNotFoundError(f"cannot read image {args.image}")
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, RuntimeError) as error:  # RuntimeError: zoo
         return user_error("bench", error)
     report = {"config": cfg.name, "weights": source, "machine": machine_description(),
               "device": args.device, "precision": args.precision, "sizes": {}}

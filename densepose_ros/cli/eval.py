@@ -30,6 +30,7 @@ from densepose_ros.evaluation.prediction_file import (
     load_predictions,
     save_predictions,
 )
+from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
 from densepose_ros.inference.precision import ENGINE_PRECISIONS
 
 _DEFAULTS = EvaluationConfig()
@@ -37,12 +38,16 @@ _DEFAULTS = EvaluationConfig()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", help="model weights (.pth of this package, or an ONNX "
-                                          "export folder for --backend onnxruntime)")
+    source.add_argument("--weights", help="model weights: a .pth of this package, an ONNX "
+                                          "export folder for --backend onnxruntime, or a "
+                                          "model-zoo name (`densepose models`)")
     source.add_argument("--predictions", default=None,
                         help="evaluate predictions saved by --save-predictions instead of "
                              "running a model")
     parser.add_argument("--data", required=True, help="DensePose-COCO annotation JSON")
+    parser.add_argument("--chart-mode", choices=CHART_MODES, default=DEFAULT_CHART_MODE,
+                        help="exact: charts as detectron2 computes them (default, comparable "
+                             "with published AP); fast: decided on the predictor grid")
     parser.add_argument("--images", default=None,
                         help="images directory (default: images/ next to the JSON if it "
                              "exists, else the JSON's directory)")
@@ -121,8 +126,6 @@ def _add_model_predictions(args: argparse.Namespace, records: list, images_dir: 
     from densepose_ros.evaluation.gps import ImagePredictions
     from densepose_ros.runtime import BackendUnavailable, create_backend
 
-    if not Path(args.weights).exists():
-        return user_error("eval", f"weights not found: {args.weights}")
     device = "cuda" if args.backend == "tensorrt" else args.device
     try:
         backend, _ = create_backend(args.backend, args.weights, device,
@@ -133,7 +136,8 @@ def _add_model_predictions(args: argparse.Namespace, records: list, images_dir: 
     try:
         for record in tqdm(records, desc="densepose eval", unit="img"):
             image = read_image(images_dir / record.file_name)
-            prediction = ImagePredictions.from_result(record.id, backend.infer(image))
+            prediction = ImagePredictions.from_result(record.id, backend.infer(image),
+                                                      args.chart_mode)
             evaluator.add_image(record, prediction)
             if args.save_predictions:
                 saved.append(prediction)

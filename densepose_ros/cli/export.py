@@ -18,7 +18,8 @@ from densepose_ros.cli.common import INTERNAL_ERROR, size_wxh, user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, required=True, help="weights file (our .pth)")
+    parser.add_argument("--weights", required=True,
+                        help="weights file (our .pth) or model-zoo name (`densepose models`)")
     parser.add_argument("--out", type=Path, required=True,
                         help="export folder to create (backbone.onnx, box_head.onnx, "
                              "densepose_head.onnx, manifest.json)")
@@ -41,14 +42,16 @@ def run(args: argparse.Namespace) -> int:
         padded_input_size,
     )
     from densepose_ros.export.op_check import check_onnx_for_tensorrt, load_trt_op_list
+    from densepose_ros.inference.model_zoo import ModelZooError, resolve_weights
 
     try:
+        args.weights = resolve_weights(args.weights)
         size = padded_input_size(*args.input_size) if args.input_size else None
         options = ExportOptions(input_size=size, opset=args.opset or DEFAULT_OPSET)
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out must be a folder, {args.out} is a file")
         bundle = export_onnx(args.weights, args.out, options)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ModelZooError) as error:
         return user_error("export", error)
     op_list = load_trt_op_list()
     failed = False

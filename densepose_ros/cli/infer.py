@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 
 from densepose_ros.cli.common import USER_ERROR, user_error
+from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
 from densepose_ros.inference.precision import ENGINE_PRECISIONS, PREDICTOR_PRECISIONS
+from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -28,8 +30,10 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path,
                         help="images, folders of images, or videos")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="weights file (our format); default: the bundled default model")
+    parser.add_argument("--weights", default=None,
+                        help="weights: a file (our .pth), an ONNX export folder, or a model-zoo "
+                             "name (`densepose models`; downloaded once); default: the "
+                             "bundled default model")
     parser.add_argument("--out", type=Path, default=Path("densepose_output"),
                         help="output folder (created)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -37,8 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("auto", "torch", "onnxruntime", "tensorrt"),
                         help="inference backend (auto: the fastest available, reason printed); "
                              "--weights may be an ONNX export folder for onnxruntime/tensorrt")
-    parser.add_argument("--score-threshold", type=float, default=None,
-                        help="minimum detection score (default: the model's test setting)")
+    parser.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help="minimum detection score of a person drawn and written "
+                             f"(default {DEFAULT_SCORE_THRESHOLD}, as the node)")
+    parser.add_argument("--chart-mode", choices=CHART_MODES, default=DEFAULT_CHART_MODE,
+                        help="exact: charts resampled as detectron2 does (default); fast: "
+                             "decided on the predictor grid, cheaper")
     parser.add_argument("--resize", default="default",
                         help="'default' (the model's shortest-edge resize), 'none' (run at "
                              "the image's own size)")
@@ -93,6 +101,7 @@ def persons_json(result, persons) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from densepose_ros.inference.model_zoo import ModelZooError
     from densepose_ros.inference.postprocess import draw_overlay, full_frame_iuv, person_iuv_charts
     from densepose_ros.paths import default_model_path
     from densepose_ros.runtime import BackendUnavailable, InferenceSettings, create_backend
@@ -117,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--precision {args.precision} is a torch-backend option "
                                  f"(backend here: {backend.name})")
             backend.predictor.precision = args.precision
-    except (FileNotFoundError, ValueError, BackendUnavailable) as error:
+    except (FileNotFoundError, ValueError, BackendUnavailable, ModelZooError) as error:
         return user_error("infer", error)
     print(f"densepose infer: {backend.describe()} ({reason})", file=sys.stderr)
     if not images and not videos:
@@ -128,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     def process(frame: np.ndarray):
         result = backend.infer(frame)
-        persons = person_iuv_charts(result)
+        persons = person_iuv_charts(result, args.chart_mode)
         return result, persons
 
     for path in tqdm(images, desc="images", unit="img", disable=args.no_progress):

@@ -16,7 +16,7 @@ import numpy as np
 
 from densepose_ros.data.coco import InstanceAnnotation
 from densepose_ros.evaluation.surface import PAPER_KAPPA, PART_KAPPA, SurfaceMetric
-from densepose_ros.inference.postprocess import PersonIUV, person_iuv_charts
+from densepose_ros.inference.postprocess import DEFAULT_CHART_MODE, PersonIUV, person_iuv_charts
 from densepose_ros.inference.structures import DensePoseResult
 
 
@@ -45,10 +45,11 @@ class ImagePredictions:
                              f"{len(self.scores)} scores and {len(self.persons)} IUV maps")
 
     @classmethod
-    def from_result(cls, image_id: int, result: DensePoseResult) -> ImagePredictions:
+    def from_result(cls, image_id: int, result: DensePoseResult,
+                    chart_mode: str = DEFAULT_CHART_MODE) -> ImagePredictions:
         """From a model result: boxes, scores and per-person IUV at box resolution."""
         return cls(image_id, result.boxes.float().numpy(), result.scores.float().numpy(),
-                   person_iuv_charts(result))
+                   person_iuv_charts(result, chart_mode))
 
 
 def annotated_points_in_image(instance: InstanceAnnotation,

@@ -172,10 +172,10 @@ def resolve_weights(spec: str | os.PathLike, progress: bool = True) -> Path:
 
     Raises FileNotFoundError for a missing path or a string that is neither a file nor a
     model name, ModelZooError when the download, verification or import fails."""
-    path = Path(spec)
+    path = Path(spec).expanduser()
     if path.exists():
         return path
-    text = os.fspath(spec)
+    text = os.fspath(spec).strip()
     if looks_like_path(text):
         raise FileNotFoundError(f"weights file not found: {text}")
     try:

@@ -34,6 +34,8 @@ class PersonOutput:
     chart_part: (chart_h, chart_w) uint8 part index 0..24 over roi.
     chart_u, chart_v: (chart_h, chart_w) uint8, round(U * 255) / round(V * 255); 0 off-body.
     points: sampled correspondences (from the full-resolution chart).
+    chart_uv_confidence: (chart_h, chart_w) uint8 U/V confidence
+        (``postprocess.uv_confidence_bytes``), or shape (0, 0) for models without it.
     """
 
     score: float
@@ -42,6 +44,8 @@ class PersonOutput:
     chart_u: np.ndarray
     chart_v: np.ndarray
     points: Correspondences
+    chart_uv_confidence: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), np.uint8))
 
 
 @dataclass
@@ -62,27 +66,22 @@ class FrameOutputs:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def cap_chart(part: np.ndarray, u8: np.ndarray, v8: np.ndarray, max_size: int):
-    """Downsample a chart (nearest, so parts and U/V stay consistent) so that its longer
-    side is at most ``max_size``; unchanged if already small enough or ``max_size`` is 0."""
+def cap_chart(part: np.ndarray, *planes: np.ndarray, max_size: int) -> list[np.ndarray]:
+    """Downsample a chart's part map and its other planes (nearest, so they stay consistent)
+    so that the longer side is at most ``max_size``; unchanged if already small enough or
+    ``max_size`` is 0. Empty planes (a model without confidence) stay empty."""
     height, width = part.shape
     if max_size <= 0 or max(height, width) <= max_size:
-        return part, u8, v8
+        return [part, *planes]
     scale = max_size / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resize = lambda a: cv2.resize(a, size, interpolation=cv2.INTER_NEAREST)  # noqa: E731
-    return resize(part), resize(u8), resize(v8)
 
+    def resize(array: np.ndarray) -> np.ndarray:
+        if array.size == 0:
+            return array
+        return cv2.resize(array, size, interpolation=cv2.INTER_NEAREST)
 
-def clip_chart(chart: postprocess.PersonIUV, height: int, width: int):
-    """The part of a person's chart inside the image: (labels, u, v, box)."""
-    overlap = postprocess.image_overlap(chart.box, height, width)
-    if overlap is None:
-        empty = np.zeros((0, 0), np.uint8)
-        x0, y0 = max(chart.box[0], 0), max(chart.box[1], 0)
-        return empty, empty, empty, (x0, y0, x0, y0)
-    rows, cols = overlap.patch
-    return chart.labels[rows, cols], chart.u[rows, cols], chart.v[rows, cols], overlap.box
+    return [resize(part), *(resize(plane) for plane in planes)]
 
 
 class FrameProcessor:
@@ -98,6 +97,7 @@ class FrameProcessor:
         *,
         correspondence_stride: int,
         chart_max_size: int = 0,
+        chart_mode: str = postprocess.DEFAULT_CHART_MODE,
         want_iuv: bool = True,
         want_overlay: bool = False,
         depth_m: np.ndarray | None = None,
@@ -106,25 +106,28 @@ class FrameProcessor:
         """Build the published outputs from a backend result (see :meth:`process`)."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        charts = postprocess.person_iuv_charts(result)
+        charts = postprocess.person_iuv_charts(result, chart_mode)
         persons = []
         height, width = image_bgr.shape[:2]
         for chart in charts:
-            labels, u, v, (x0, y0, x1, y1) = clip_chart(chart, height, width)
-            if labels.size == 0:
+            overlap = postprocess.image_overlap(chart.box, height, width)
+            if overlap is None:
                 continue  # a caller-supplied box entirely outside the image
+            (x0, y0, x1, y1), inside = overlap.box, overlap.patch
+            labels, u, v = chart.labels[inside], chart.u[inside], chart.v[inside]
             points = sample_correspondences(labels, u, v, x0, y0, correspondence_stride)
             if depth_m is not None and intrinsics is not None:
                 points.xyz = backproject(points.x, points.y, depth_m, intrinsics, (height, width))
             foreground = labels > 0
-            part, u8, v8 = cap_chart(
+            confidence = np.zeros((0, 0), np.uint8)
+            if chart.uv_sigma is not None:
+                confidence = postprocess.uv_confidence_bytes(chart.uv_sigma[inside], labels)
+            part, u8, v8, confidence = cap_chart(
                 labels, postprocess.quantise_unit(u) * foreground,
-                postprocess.quantise_unit(v) * foreground,
-                chart_max_size,
-            )
+                postprocess.quantise_unit(v) * foreground, confidence, max_size=chart_max_size)
             persons.append(PersonOutput(
                 score=chart.score, roi=(x0, y0, x1 - x0, y1 - y0), chart_part=part,
-                chart_u=u8, chart_v=v8, points=points,
+                chart_u=u8, chart_v=v8, points=points, chart_uv_confidence=confidence,
             ))
         timings["charts"] = time.perf_counter() - start
         outputs = FrameOutputs(persons=persons, image_size=image_bgr.shape[:2], timings=timings)

@@ -49,6 +49,7 @@ def persons_message(outputs: FrameOutputs, header) -> DensePersonArray:
         out.chart_part_index = _typed_array("B", person.chart_part, np.uint8)
         out.chart_u = _typed_array("B", person.chart_u, np.uint8)
         out.chart_v = _typed_array("B", person.chart_v, np.uint8)
+        out.chart_uv_confidence = _typed_array("B", person.chart_uv_confidence, np.uint8)
         points = person.points
         out.point_x = _typed_array("H", points.x, np.uint16)
         out.point_y = _typed_array("H", points.y, np.uint16)

@@ -450,7 +450,8 @@ class DensePoseNode(LifecycleNode):
         want_overlay = cfg.publish_debug_image and self._debug_pub.get_subscription_count() > 0
         outputs = self._processor.process(
             image, correspondence_stride=cfg.correspondence_stride,
-            chart_max_size=cfg.chart_max_size, want_iuv=cfg.publish_iuv,
+            chart_max_size=cfg.chart_max_size, chart_mode=cfg.chart_mode,
+            want_iuv=cfg.publish_iuv,
             want_overlay=want_overlay, depth_m=depth, intrinsics=intrinsics,
         )
         if not self._publishers_ready:

@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
 from densepose_ros.inference.precision import ENGINE_PRECISIONS
+from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
 
 
 def _param(default, description: str, *, runtime: bool = False, range_=None, choices=None):
@@ -46,7 +48,8 @@ class NodeConfig:
         choices=("", *ENGINE_PRECISIONS))
     # --- detection and output (safe to change at run time) -----------------------------
     score_threshold: float = _param(
-        0.8, "Minimum detection score of a published person.", runtime=True, range_=(0.0, 1.0))
+        DEFAULT_SCORE_THRESHOLD, "Minimum detection score of a published person.",
+        runtime=True, range_=(0.0, 1.0))
     nms_threshold: float = _param(
         0.5, "IoU threshold of the box non-maximum suppression.", runtime=True,
         range_=(0.0, 1.0))
@@ -62,6 +65,11 @@ class NodeConfig:
     correspondence_stride: int = _param(
         8, "Grid stride in pixels of the sampled surface correspondences.", runtime=True,
         range_=(1, 128))
+    chart_mode: str = _param(
+        DEFAULT_CHART_MODE, "How charts are resampled to each person's box: exact (as "
+        "detectron2, so results match the model zoo's published accuracy) or fast (labels "
+        "decided on the predictor grid; cheaper, blockier on large boxes).", runtime=True,
+        choices=CHART_MODES)
     chart_max_size: int = _param(
         0, "Cap on the dense chart's longer side per person (0: full box resolution).",
         runtime=True, range_=(0, 2048))

@@ -16,6 +16,9 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run here (library missing, no GPU, ...); the message says why."""
 
 
+# Least score of a person the node publishes and `densepose infer` draws (detectron2's
+# `apply_net show --min_score` uses the same); the model's own test threshold is lower.
+DEFAULT_SCORE_THRESHOLD = 0.8
 # resize_shortest_edge values with a meaning of their own (the node's parameter uses them).
 MODEL_DEFAULT_RESIZE = 0
 NO_RESIZE = -1

@@ -26,14 +26,13 @@ CPU_MEASUREMENT = ("onnxruntime measured 1.4-2.2x faster than eager PyTorch end 
                    "on a 2-core CPU (light model, 640x480, 1/5/20 persons)")
 
 
-def resolve_weights(weights: str | Path | None) -> Path | None:
-    """The model file to load: ``weights`` if given (must exist), else the bundled default
-    model, else None."""
+def weights_file(weights: str | Path | None) -> Path | None:
+    """The model file to load: ``weights`` if given (a file, an export folder, or a model-zoo
+    name, downloaded and cached on first use), else the bundled default model, else None."""
     if weights:
-        path = Path(weights).expanduser()
-        if not (path.is_file() or path.is_dir()):
-            raise FileNotFoundError(f"weights file not found: {path}")
-        return path
+        from densepose_ros.inference.model_zoo import resolve_weights
+
+        return resolve_weights(weights)
     return paths.default_model_path()
 
 
@@ -119,7 +118,8 @@ def create_backend(
     None: $DENSEPOSE_TRT_PRECISION or fp16) applies when the backend is tensorrt.
 
     Raises ``FileNotFoundError`` when no model is available (no ``weights``, no bundled
-    default, and ``allow_untrained`` false), ``ValueError`` for an unusable model file and
+    default, and ``allow_untrained`` false), ``ValueError`` for an unusable model file,
+    ``ModelZooError`` when a model-zoo name cannot be downloaded or imported, and
     ``BackendUnavailable`` when the named backend cannot run here.
     """
     if name not in BACKEND_NAMES:
@@ -128,7 +128,7 @@ def create_backend(
         from densepose_ros.runtime.tensorrt_backend import resolve_precision
 
         resolve_precision(tensorrt_precision)  # a typo is an error on every machine
-    path = resolve_weights(weights)
+    path = weights_file(weights)
     if path is None and not allow_untrained:
         raise FileNotFoundError(
             "no model: the 'weights' parameter is empty and no bundled default model is "

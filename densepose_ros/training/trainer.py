@@ -47,6 +47,7 @@ from densepose_ros.inference.checkpoint import (
     save_weights,
 )
 from densepose_ros.inference.device import resolve_device
+from densepose_ros.inference.model_zoo import ModelZooError, resolve_weights
 from densepose_ros.modeling.config import ModelConfig, get_config
 from densepose_ros.modeling.model import DensePoseRCNN, build_model
 from densepose_ros.training.config import TrainConfig, train_config_from_dict
@@ -165,7 +166,10 @@ def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg)
     if cfg.init_weights:
-        path = Path(cfg.init_weights)
+        try:  # a file, or a model-zoo name (downloaded and imported once)
+            path = resolve_weights(cfg.init_weights)
+        except (FileNotFoundError, ModelZooError) as error:
+            raise TrainingError(f"init_weights: {error}") from error
         try:
             if path.suffix == ".pkl":
                 state = import_detectron2(path, model_cfg.name)
