@@ -27,6 +27,14 @@ def start_default_node(ros_process):
     return node
 
 
+def start_camera(ros_process, size: str, qos: str, seconds: float, name: str = "camera",
+                 wait: float = 60.0):
+    """test/fake_camera.py as its own process: real frames at 10 Hz with a driver's QoS."""
+    return ros_process([CAMERA, "--size", size, "--rate", "10", "--seconds", str(seconds),
+                        "--qos", qos, "--wait-for-subscriber", str(wait)], ros_args=[],
+                       name=name)
+
+
 def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
@@ -54,8 +62,7 @@ def test_default_qos_camera_gets_persons_and_full_size_iuv(ros_process, rclpy_co
     client = RosClient(rclpy_context, inputs=False)
     try:
         node = start_default_node(ros_process)
-        camera = ros_process([CAMERA, "--size", f"{width}x{height}", "--rate", "10",
-                              "--seconds", "4", "--qos", "default"], ros_args=[], name="camera")
+        camera = start_camera(ros_process, f"{width}x{height}", "default", 4)
         assert camera.popen.wait(timeout=90) == 0, camera.output()
         values = settle(client)
         done = int(values.get("frames_out", 0))
@@ -94,9 +101,7 @@ def test_watchdog_names_a_lossy_best_effort_camera_then_recovers(ros_process, rc
     try:
         node = start_default_node(ros_process)
         # A best-effort-only driver of 1080p frames: Fast DDS (untuned) loses them all.
-        lossy = ros_process([CAMERA, "--size", "1920x1080", "--rate", "10", "--seconds", "60",
-                             "--qos", "sensor_data", "--wait-for-subscriber", "10"],
-                            ros_args=[], name="lossy_camera")
+        lossy = start_camera(ros_process, "1920x1080", "sensor_data", 60, "lossy_camera", 10)
         assert node.wait_for_output("no frame on /image", timeout=60), node.output()
         warning = warning_text(node.output())
         assert "'/fake_camera' (sensor_msgs/msg/Image, best_effort, volatile)" in warning
@@ -109,8 +114,7 @@ def test_watchdog_names_a_lossy_best_effort_camera_then_recovers(ros_process, rc
 
         # The same frames from a driver with the default (reliable) QoS flow, and health is
         # OK again.
-        reliable = ros_process([CAMERA, "--size", "1920x1080", "--rate", "10", "--seconds", "8",
-                                "--qos", "default"], ros_args=[], name="camera")
+        reliable = start_camera(ros_process, "1920x1080", "default", 8)
         seen = len(client.statuses())
         assert client.spin_until(lambda: len(client.persons) > 0, 60), node.output()
         assert client.spin_until(
@@ -171,9 +175,7 @@ def test_shipped_fastdds_profile_delivers_best_effort_1080p(ros_process, rclpy_c
     client = RosClient(rclpy_context, inputs=False)
     try:
         node = start_default_node(ros_process)
-        camera = ros_process([CAMERA, "--size", "1920x1080", "--rate", "10", "--seconds", "4",
-                              "--qos", "sensor_data", "--wait-for-subscriber", "10"],
-                             ros_args=[], name="camera")
+        camera = start_camera(ros_process, "1920x1080", "sensor_data", 4, wait=10)
         assert camera.popen.wait(timeout=90) == 0, camera.output()
         values = settle(client)
         assert int(values.get("frames_out", 0)) >= 3, (values, node.output())
