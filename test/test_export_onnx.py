@@ -148,7 +148,18 @@ def test_r50_legacy_matches_pytorch_on_full_size_parity_image(exports):
     assert diff.charts_compared >= 10 and diff.chart < 0.05, diff
 
 
-@pytest.mark.parametrize("name", [n for n in CONFIG_NAMES if n != "R_18_FPN_lite"])
+# One configuration per architecture: the model-zoo variants differ from these only in the
+# DensePose head (DeepLab) and the confidence outputs, both in R_50_FPN_DL_WC1_s1x (and
+# test_deeplab_head_and_confidences_export_and_match checks the WC2M outputs).
+ARCHITECTURES = ("R_50_FPN_s1x_legacy", "R_101_FPN_s1x_legacy", "R_50_FPN_s1x", "R_101_FPN_s1x",
+                 "R_18_FPN_lite", "R_18_FPN_tiny", "R_50_FPN_DL_WC1_s1x")
+
+
+def test_the_tested_architectures_are_configurations():
+    assert set(ARCHITECTURES) <= set(CONFIG_NAMES)
+
+
+@pytest.mark.parametrize("name", [n for n in ARCHITECTURES if n != "R_18_FPN_lite"])
 def test_every_config_matches_pytorch_on_small_frames(exports, name):
     # at most 10 persons: the seeded R-101 models detect 100, and DensePose heads on 100
     # boxes would dominate the test time without checking anything more
@@ -162,7 +173,7 @@ def test_every_config_matches_pytorch_on_small_frames(exports, name):
         assert diff.box_px < 4.0 and diff.score < 5e-3 and diff.chart < 0.05, diff
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
+@pytest.mark.parametrize("name", ARCHITECTURES)
 def test_every_graph_uses_only_tensorrt_supported_ops(exports, name):
     folder, _ = exports(name)
     op_list = load_trt_op_list()
