@@ -29,6 +29,7 @@ setup(
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
         "gpu": ["tensorrt", "onnxruntime-gpu"],
         "bags": ["rosbags"],
+        "tracking-eval": ["motmetrics", "pandas"],
         "synth": ["anny"],
     },
     entry_points={"console_scripts": ["densepose = densepose_ros.cli:main"]},
