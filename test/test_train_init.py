@@ -59,3 +59,32 @@ def test_weights_of_another_model_are_a_clear_error(tmp_path_factory):
     weights = save_weights(root / "lite.pth", build_model(cfg), cfg)
     with pytest.raises(TrainingError, match="holds model R_18_FPN_lite.*R_18_FPN_tiny"):
         _train_without_moving(data, root / "run", "R_18_FPN_tiny", str(weights))
+
+
+@pytest.mark.parametrize("name", ["R_18_FPN_tiny_kp", "R_18_FPN_tiny_kp_xtalk"])
+def test_multi_task_models_start_from_their_single_task_model(tmp_path, name):
+    """The keypoint variants fine-tune from the single-task weights: everything the base had
+    is loaded, so detections and charts start identical (cross-talk inputs at 0)."""
+    from densepose_ros.training.config import TrainConfig
+    from densepose_ros.training.trainer import initial_model
+
+    torch.manual_seed(7)
+    base_cfg = get_config("R_18_FPN_tiny")
+    base = build_model(base_cfg)
+    weights = save_weights(tmp_path / "base.pth", base, base_cfg)
+    _, base_state, _ = read_weights(weights)
+    base.load_state_dict(base_state)  # the file's (float16-stored) values
+    extended, cfg = initial_model(TrainConfig(model=name, init_weights=str(weights)))
+    assert cfg.keypoints.enabled
+    images = torch.rand(1, 3, 320, 416) * 255
+    base.eval()
+    extended.eval()
+    with torch.no_grad():
+        features = base.backbone_features(images)
+        boxes = torch.tensor([[40.0, 30.0, 200.0, 300.0], [150.0, 20.0, 380.0, 310.0]])
+        expected = base.densepose_on_boxes(features, [boxes])
+        got = extended.densepose_on_boxes(extended.backbone_features(images), [boxes])
+    for field in ("coarse_segm", "fine_segm", "u", "v"):
+        torch.testing.assert_close(getattr(got, field), getattr(expected, field))
+    heatmaps = extended.keypoint_heatmaps(extended.backbone_features(images), [boxes])
+    assert heatmaps.shape[:2] == (2, 17)

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from densepose_ros.export.graphs import GRAPH_NAMES
+    from densepose_ros.export.graphs import graph_names
     from densepose_ros.export.onnx_export import (
         DEFAULT_OPSET,
         ExportOptions,
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return user_error("export", error)
     op_list = load_trt_op_list()
     failed = False
-    for graph in GRAPH_NAMES:
+    for graph in graph_names(bundle.config):
         result = check_onnx_for_tensorrt(bundle.path(graph), op_list)
         status = "ok" if result.ok else "NOT PARSABLE"
         print(f"TensorRT {op_list.tensorrt_version} op check {graph}: {status} "

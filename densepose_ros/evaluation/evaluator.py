@@ -23,6 +23,7 @@ from densepose_ros.evaluation.gps import (
     locate_annotation,
     sample_prediction,
 )
+from densepose_ros.evaluation.keypoint_ap import KeypointAccumulator
 from densepose_ros.evaluation.masks import annotation_mask, mask_iou_matrix, prediction_mask
 from densepose_ros.evaluation.surface import SurfaceMetric
 
@@ -127,6 +128,8 @@ class EvaluationReport:
         diagnostics: point-level accuracy, U/V error, mask IoU.
         num_images, num_persons, num_dense_persons, num_detections: counts.
         settings: the ``EvaluationConfig`` used and the surface metric's name.
+        keypoints: COCO keypoint AP/AR (OKS, pycocotools) for models with a keypoint head
+            on data with keypoints; empty otherwise.
     """
 
     box_AP: float
@@ -141,6 +144,11 @@ class EvaluationReport:
     num_dense_persons: int
     num_detections: int
     settings: dict
+    keypoints: dict = field(default_factory=dict)
+
+    @property
+    def keypoint_AP(self) -> float | None:
+        return self.keypoints.get("AP")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -307,6 +315,7 @@ class DensePoseEvaluator:
         self._gpsm = {name: [] for name in DENSE_AREA_RANGES}
         self._diagnostics = _DiagnosticsAccumulator()
         self._counts = {"images": 0, "persons": 0, "dense_persons": 0, "detections": 0}
+        self._keypoints = KeypointAccumulator()
 
     def add_image(self, image: ImageRecord, prediction: ImagePredictions) -> None:
         """Match one image's detections with its annotated persons for every metric."""
@@ -317,6 +326,9 @@ class DensePoseEvaluator:
         self._counts["images"] += 1
         self._counts["persons"] += sum(not g.is_crowd for g in gts)
         self._counts["detections"] += len(boxes)
+        if prediction.keypoints is not None:
+            self._keypoints.add(image.id, image.height, image.width, gts, boxes, scores,
+                                prediction.keypoints[order])
         gt_crowd, gt_area, dt_area, box_iou = self._add_box_matches(gts, boxes, scores)
 
         # Dense metrics use the top detections only, and leave out ignore regions.
@@ -402,7 +414,8 @@ class DensePoseEvaluator:
             box=box, gps=gps, gpsm=gpsm, diagnostics=self._diagnostics.result(),
             num_images=self._counts["images"], num_persons=self._counts["persons"],
             num_dense_persons=self._counts["dense_persons"],
-            num_detections=self._counts["detections"], settings=settings)
+            num_detections=self._counts["detections"], settings=settings,
+            keypoints=self._keypoints.result())
 
 
 def evaluate(annotations: DensePoseCocoFile, predictions: list[ImagePredictions],
@@ -450,6 +463,10 @@ def format_report(report: EvaluationReport) -> str:
                 summary.AP_by_area.get("large"), summary.AR,
                 summary.AP_ex if dense else None, at.get("0.20"), at.get("0.30"),
                 at.get("0.40"))))
+    if report.keypoints:
+        kp = report.keypoints
+        lines.append("keypoint" + " ".join(fmt(kp.get(k)) for k in (
+            "AP", "AP50", "AP75", "AP_medium", "AP_large", "AR")) + "   (OKS, COCOeval)")
     diag = report.diagnostics
     lines += ["", f"images {report.num_images}, persons {report.num_persons} "
               f"({report.num_dense_persons} with DensePose points), detections "

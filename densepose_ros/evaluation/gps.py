@@ -30,12 +30,15 @@ class ImagePredictions:
         scores: [N] float confidences.
         persons: N ``PersonIUV`` (``densepose_ros.inference.postprocess``): person k's labels, U, V
             on the integer pixel box ``persons[k].box`` covering ``boxes[k]``.
+        keypoints: [N, 17, 3] (x, y, score) in image pixels for models with a keypoint
+            head, else None.
     """
 
     image_id: int
     boxes: np.ndarray
     scores: np.ndarray
     persons: list[PersonIUV]
+    keypoints: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -48,8 +51,9 @@ class ImagePredictions:
     def from_result(cls, image_id: int, result: DensePoseResult,
                     chart_mode: str = DEFAULT_CHART_MODE) -> ImagePredictions:
         """From a model result: boxes, scores and per-person IUV at box resolution."""
+        keypoints = None if result.keypoints is None else result.keypoints.float().numpy()
         return cls(image_id, result.boxes.float().numpy(), result.scores.float().numpy(),
-                   person_iuv_charts(result, chart_mode))
+                   person_iuv_charts(result, chart_mode), keypoints)
 
 
 def annotated_points_in_image(instance: InstanceAnnotation,

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from densepose_ros.export.graphs import GRAPH_NAMES
+from densepose_ros.export.graphs import graph_names
 from densepose_ros.modeling.config import ModelConfig
 
 MANIFEST_NAME = "manifest.json"
@@ -65,7 +65,7 @@ class OnnxBundle:
     def graphs_sha256(self) -> str:
         """One hash over all graph files: identifies exactly what an engine was built from."""
         digest = hashlib.sha256()
-        for name in GRAPH_NAMES:
+        for name in graph_names(self.config):
             digest.update(self.graphs[name].sha256.encode())
         return digest.hexdigest()
 
@@ -143,10 +143,10 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> OnnxBundle:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{manifest}: invalid manifest ({error!r})") from error
-    missing = [g for g in GRAPH_NAMES if g not in graphs]
+    missing = [g for g in graph_names(config) if g not in graphs]
     if missing:
         raise ValueError(f"{manifest}: graphs missing from the manifest: {', '.join(missing)}")
-    for name in GRAPH_NAMES:
+    for name in graph_names(config):
         graph_path = bundle.path(name)
         if not graph_path.is_file():
             raise FileNotFoundError(f"{directory}: graph file {graph_path.name} is missing")

@@ -15,14 +15,23 @@ from densepose_ros.modeling.model import ROI_LEVELS, RPN_LEVELS, DensePoseRCNN
 BACKBONE = "backbone"
 BOX_HEAD = "box_head"
 DENSEPOSE_HEAD = "densepose_head"
+KEYPOINT_HEAD = "keypoint_head"
+# The graphs of every export; models with a keypoint head add KEYPOINT_HEAD (graph_names).
 GRAPH_NAMES = (BACKBONE, BOX_HEAD, DENSEPOSE_HEAD)
 
 IMAGES = "images"
 DECODER_OUTPUT = "decoder_features"
 BOX_FEATURES = "box_features"
 DENSEPOSE_FEATURES = "densepose_features"
+KEYPOINT_FEATURES = "keypoint_features"
+KEYPOINT_OUTPUT = "keypoint_heatmaps"
 BOX_OUTPUTS = ("class_logits", "box_deltas")
 CHART_OUTPUTS = ("coarse_segm", "fine_segm", "u", "v")
+
+
+def graph_names(cfg: ModelConfig) -> tuple[str, ...]:
+    """The graphs an export of this configuration holds."""
+    return GRAPH_NAMES + ((KEYPOINT_HEAD,) if cfg.keypoints.enabled else ())
 
 
 def rpn_output_names() -> list[str]:
@@ -70,22 +79,42 @@ def chart_output_names(cfg: ModelConfig) -> list[str]:
 
 
 class DensePoseHeadGraph(nn.Module):
-    """Pooled person features [N, C', P, P] -> coarse_segm, fine_segm, u, v[, confidences]
-    (``chart_output_names``)."""
+    """The DensePose head's input [N, C', P, P] (pooled person features; with cross-talk
+    followed by the resized keypoint heatmaps, see ``densepose_head_input``) ->
+    coarse_segm, fine_segm, u, v[, confidences] (``chart_output_names``)."""
 
     def __init__(self, model: DensePoseRCNN):
         super().__init__()
         self.model = model
 
     def forward(self, densepose_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model.densepose_from_pooled(densepose_features).tensors().values())
+        return tuple(self.model.densepose_from_input(densepose_features).tensors().values())
+
+
+class KeypointHeadGraph(nn.Module):
+    """Pooled person features [N, C, 14, 14] -> keypoint heatmap logits [N, K, 56, 56]."""
+
+    def __init__(self, model: DensePoseRCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, keypoint_features: torch.Tensor) -> torch.Tensor:
+        return self.model.roi_heads.keypoint_head(keypoint_features)
 
 
 def densepose_pooled_shape(cfg: ModelConfig) -> tuple[int, int, int]:
     """(channels, side, side) of the DensePose head's input."""
-    dp = cfg.densepose
+    dp, kp = cfg.densepose, cfg.keypoints
     channels = dp.decoder_out_channels if dp.decoder_on else cfg.backbone.fpn_channels
+    if kp.enabled and kp.cross_talk:
+        channels += kp.num_keypoints
     return channels, dp.pooler_resolution, dp.pooler_resolution
+
+
+def keypoint_pooled_shape(cfg: ModelConfig) -> tuple[int, int, int]:
+    """(channels, side, side) of the keypoint head's input."""
+    side = cfg.keypoints.pooler_resolution
+    return cfg.backbone.fpn_channels, side, side
 
 
 def box_pooled_shape(cfg: ModelConfig) -> tuple[int, int, int]:

@@ -27,13 +27,18 @@ from densepose_ros.export.graphs import (
     DENSEPOSE_FEATURES,
     DENSEPOSE_HEAD,
     IMAGES,
+    KEYPOINT_FEATURES,
+    KEYPOINT_HEAD,
+    KEYPOINT_OUTPUT,
     BackboneGraph,
     BoxHeadGraph,
     DensePoseHeadGraph,
+    KeypointHeadGraph,
     backbone_output_names,
     box_pooled_shape,
     chart_output_names,
     densepose_pooled_shape,
+    keypoint_pooled_shape,
 )
 from densepose_ros.modeling.backbone import FPN_STRIDES
 from densepose_ros.modeling.config import ModelConfig
@@ -142,6 +147,10 @@ def export_model(model: DensePoseRCNN, cfg: ModelConfig, out_dir: str | Path,
          torch.randn(options.example_rois, *densepose_pooled_shape(cfg)), DENSEPOSE_FEATURES,
          chart_output_names(cfg), {0: rois}),
     ]
+    if cfg.keypoints.enabled:
+        jobs.append((KEYPOINT_HEAD, KeypointHeadGraph(model),
+                     torch.randn(options.example_rois, *keypoint_pooled_shape(cfg)),
+                     KEYPOINT_FEATURES, [KEYPOINT_OUTPUT], {0: rois}))
     graphs = {}
     # Quiet the exporter's own step-by-step prints; our progress lines say what happens.
     logging.getLogger("torch.onnx").setLevel(logging.WARNING)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle
-from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, GRAPH_NAMES
+from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, graph_names
 from densepose_ros.inference.precision import (
     DEFAULT_ENGINE_PRECISION,
     ENGINE_PRECISIONS,
@@ -189,7 +189,7 @@ def ensure_engines(bundle: OnnxBundle, options: EngineBuildOptions | None = None
         raise EngineError(str(error)) from error
     paths = {}
     calibration: dict[str, list[np.ndarray]] | None = None
-    for graph in GRAPH_NAMES:
+    for graph in graph_names(bundle.config):
         path = engine_path(bundle, graph, options.precision, options)
         expected = expected_info(bundle, graph, options.precision, options)
         reason = "forced" if force else _why_rebuild(path, expected)

@@ -12,6 +12,7 @@ from densepose_ros.inference.precision import PREDICTOR_PRECISIONS, check_precis
 from densepose_ros.inference.preprocess import PreparedImage, preprocess_image
 from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageClock
 from densepose_ros.modeling.config import ModelConfig
+from densepose_ros.modeling.keypoint_head import heatmaps_to_keypoints, no_heatmaps
 
 
 class DensePosePredictor:
@@ -76,9 +77,11 @@ class DensePosePredictor:
                 max_detections=int(self.max_detections),
             )
             clock.lap("box_head")
-            charts = self._densepose(features, boxes)
+            heatmaps = self._keypoint_heatmaps(features, boxes)
+            charts = self._densepose(features, boxes, heatmaps)
             clock.lap("densepose_head")
-            result = prepared.result_in_source(boxes, scores, charts)
+            result = prepared.result_in_source(boxes, scores, charts,
+                                               self._keypoints(heatmaps, boxes))
             clock.lap("postprocess")
         result.timings = clock.timings
         return result
@@ -108,10 +111,14 @@ class DensePosePredictor:
             input_boxes = (boxes * to_input).to(self.device)
             features = (self.model.backbone_features(prepared.tensor) if len(boxes) else None)
             clock.lap("backbone")
-            charts = self._densepose(features, input_boxes)
+            heatmaps = self._keypoint_heatmaps(features, input_boxes)
+            charts = self._densepose(features, input_boxes, heatmaps)
             clock.lap("densepose_head")
+            keypoints = self._keypoints(heatmaps, input_boxes)
+            if keypoints is not None:
+                keypoints = keypoints.cpu() * torch.tensor([sx, sy, 1.0])
             result = DensePoseResult(boxes.clone(), torch.ones(len(boxes)), charts.to("cpu"),
-                                     prepared.source_size)
+                                     prepared.source_size, keypoints=keypoints)
             clock.lap("postprocess")
         result.timings = clock.timings
         return result
@@ -127,9 +134,23 @@ class DensePosePredictor:
         prepared.tensor = prepared.tensor.contiguous(memory_format=self.memory_format)
         return prepared
 
-    def _densepose(self, features, boxes: torch.Tensor) -> DensePoseChartOutput:
+    def _densepose(self, features, boxes: torch.Tensor,
+                   heatmaps: torch.Tensor | None = None) -> DensePoseChartOutput:
         if boxes.shape[0] == 0:  # convolutions on an empty batch are not supported everywhere
             dp = self.cfg.densepose
             return DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size,
                                               dp.confidence_outputs)
-        return self.model.densepose_on_boxes(features, [boxes])
+        return self.model.densepose_on_boxes(features, [boxes], heatmaps)
+
+    def _keypoint_heatmaps(self, features, boxes: torch.Tensor) -> torch.Tensor | None:
+        """Heatmap logits of the boxes, for a model with a keypoint head (else None)."""
+        kp = self.cfg.keypoints
+        if not kp.enabled:
+            return None
+        if boxes.shape[0] == 0:
+            return no_heatmaps(kp, boxes.device)
+        return self.model.keypoint_heatmaps(features, [boxes])
+
+    @staticmethod
+    def _keypoints(heatmaps: torch.Tensor | None, boxes: torch.Tensor) -> torch.Tensor | None:
+        return None if heatmaps is None else heatmaps_to_keypoints(heatmaps, boxes)

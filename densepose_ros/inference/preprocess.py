@@ -34,16 +34,19 @@ class PreparedImage:
         return (self.source_size[1] / self.input_size[1], self.source_size[0] / self.input_size[0])
 
     def result_in_source(self, boxes: torch.Tensor, scores: torch.Tensor,
-                         charts: DensePoseChartOutput) -> DensePoseResult:
-        """Detections in network-input pixels -> a result in source pixels (boxes scaled and
-        clamped to the image), everything on the CPU."""
+                         charts: DensePoseChartOutput,
+                         keypoints: torch.Tensor | None = None) -> DensePoseResult:
+        """Detections in network-input pixels -> a result in source pixels (boxes and
+        keypoints scaled, boxes clamped to the image), everything on the CPU."""
         sx, sy = self.scale_xy
         height, width = self.source_size
         boxes = boxes.to("cpu", torch.float32) * torch.tensor([sx, sy, sx, sy])
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        if keypoints is not None:
+            keypoints = keypoints.to("cpu", torch.float32) * torch.tensor([sx, sy, 1.0])
         return DensePoseResult(boxes, scores.to("cpu", torch.float32), charts.to("cpu"),
-                               self.source_size)
+                               self.source_size, keypoints=keypoints)
 
 
 def check_image(image: object) -> np.ndarray:

@@ -126,6 +126,9 @@ class DensePoseResult:
         charts: the chart outputs of the N boxes; chart i spans `boxes[i]`.
         image_size: (height, width) of the source image.
         timings: per-stage wall-clock times of the call that produced this result, if timed.
+        keypoints: [N, K, 3] float32 (x, y, score) per COCO keypoint in source pixels, for
+            models with a keypoint head (K = 17), else None. The score is the softmax
+            probability of the heatmap peak.
     """
 
     boxes: torch.Tensor
@@ -133,6 +136,16 @@ class DensePoseResult:
     charts: DensePoseChartOutput
     image_size: tuple[int, int]
     timings: StageTimings | None = field(default=None, compare=False)
+    keypoints: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.boxes.shape[0]
+
+    def select(self, keep) -> DensePoseResult:
+        """The persons ``keep`` selects (bool mask or index array), in that order."""
+        keep = torch.as_tensor(keep)
+        if keep.dtype == torch.bool:
+            keep = torch.nonzero(keep).flatten()
+        keypoints = None if self.keypoints is None else self.keypoints[keep]
+        return DensePoseResult(self.boxes[keep], self.scores[keep], self.charts[keep],
+                               self.image_size, self.timings, keypoints)

@@ -158,6 +158,35 @@ class DensePoseHeadConfig:
 
 
 @dataclass
+class KeypointHeadConfig:
+    """Mask R-CNN's keypoint head (detectron2's KRCNNConvDeconvUpsampleHead, keys
+    ``roi_heads.keypoint_head.*``) and the DensePose paper's cross-talk (Güler et al. 2018,
+    "multi-task cross-cascading": the keypoint heatmaps join the DensePose head's input)."""
+
+    # Off in every detectron2 DensePose config; a multi-task model turns it on.
+    enabled: bool = False
+    # COCO's 17 keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles).
+    num_keypoints: int = 17
+    # Stacked 3x3 convolutions (ROI_KEYPOINT_HEAD.CONV_DIMS: 8 x 512).
+    num_convs: int = 8
+    conv_channels: int = 512
+    deconv_kernel: int = 4
+    upscale: int = 2
+    # ROIAlignV2 (aligned) 14x14 with adaptive sampling, as detectron2's keypoint pooler.
+    pooler_resolution: int = 14
+    pooler_sampling_ratio: int = 0
+    pooler_aligned: bool = True
+    # Cross-talk: the K heatmap logits, resized to the DensePose pooled size, are
+    # concatenated to the DensePose head's input.
+    cross_talk: bool = False
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the heatmaps: pooled size x2 (deconv) x upscale (56 with the defaults)."""
+        return self.pooler_resolution * 2 * self.upscale
+
+
+@dataclass
 class ModelConfig:
     """A complete DensePose R-CNN configuration."""
 
@@ -167,6 +196,7 @@ class ModelConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     box_head: BoxHeadConfig = field(default_factory=BoxHeadConfig)
     densepose: DensePoseHeadConfig = field(default_factory=DensePoseHeadConfig)
+    keypoints: KeypointHeadConfig = field(default_factory=KeypointHeadConfig)
     # detectron2 config this one reproduces (its keys are the importer's expectations), or "".
     detectron2_config: str = ""
     # Scale clamp of box decoding: no box grows more than 1000/16 times per step.
@@ -305,6 +335,16 @@ def _r18_tiny() -> ModelConfig:
     )
 
 
+def _with_keypoints(base: ModelConfig, suffix: str, cross_talk: bool) -> ModelConfig:
+    """The light model plus a keypoint head (narrow like its DensePose head), optionally with
+    cross-talk into the DensePose head: the multi-task variants of the paper's ablation."""
+    return dataclasses.replace(
+        base, name=base.name + suffix,
+        keypoints=KeypointHeadConfig(enabled=True, num_convs=4,
+                                     conv_channels=base.densepose.conv_channels,
+                                     cross_talk=cross_talk))
+
+
 _BUILDERS = {
     "R_50_FPN_s1x_legacy": _r50_legacy,
     "R_101_FPN_s1x_legacy": lambda: _r101(_r50_legacy()),
@@ -312,6 +352,8 @@ _BUILDERS = {
     "R_101_FPN_s1x": lambda: _r101(_r50_s1x()),
     "R_18_FPN_lite": _r18_lite,
     "R_18_FPN_tiny": _r18_tiny,
+    "R_18_FPN_tiny_kp": lambda: _with_keypoints(_r18_tiny(), "_kp", cross_talk=False),
+    "R_18_FPN_tiny_kp_xtalk": lambda: _with_keypoints(_r18_tiny(), "_kp_xtalk", cross_talk=True),
     **_zoo_variants(),
     **{f"R_50_FPN_DL_WC1M_3x_Atop10P_CA{s}": (lambda s=s: _bootstrap(s))
        for s in _BOOTSTRAP_SUFFIXES},
@@ -321,9 +363,22 @@ CONFIG_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 LIGHT_CONFIG_NAME = "R_18_FPN_lite"
 
 
+# Any configuration with a keypoint head: NAME + one of these (e.g. R_50_FPN_s1x_kp_xtalk).
+KEYPOINT_SUFFIXES = {"_kp": False, "_kp_xtalk": True}  # suffix -> cross-talk
+
+
 def get_config(name: str) -> ModelConfig:
-    """A fresh copy of the named configuration; detectron2 names are accepted too."""
+    """A fresh copy of the named configuration; detectron2 names are accepted too, and any
+    name + ``_kp`` / ``_kp_xtalk`` gives that model with detectron2's keypoint head (8 x 512
+    convs), without / with cross-talk (the R_18_FPN_tiny ones have a narrow head)."""
     key = name.removeprefix("densepose_rcnn_").removeprefix("densepose_")
-    if key not in _BUILDERS:
-        raise ValueError(f"unknown model config '{name}'; known: {', '.join(CONFIG_NAMES)}")
-    return _BUILDERS[key]()
+    if key in _BUILDERS:
+        return _BUILDERS[key]()
+    for suffix, cross_talk in KEYPOINT_SUFFIXES.items():
+        base = key.removesuffix(suffix)
+        if base != key and base in _BUILDERS:
+            cfg = _BUILDERS[base]()
+            return dataclasses.replace(cfg, name=cfg.name + suffix, keypoints=KeypointHeadConfig(
+                enabled=True, cross_talk=cross_talk))
+    raise ValueError(f"unknown model config '{name}'; known: {', '.join(CONFIG_NAMES)} "
+                     f"(each also with {' or '.join(KEYPOINT_SUFFIXES)} for a keypoint head)")

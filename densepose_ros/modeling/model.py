@@ -14,14 +14,16 @@ All boxes are xyxy in the pixels of the (resized, unpadded) network input.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from densepose_ros.inference.structures import DensePoseChartOutput
 from densepose_ros.modeling.backbone import FPN_STRIDES, ConvNorm, FPNBackbone
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
-from densepose_ros.modeling.config import DensePoseHeadConfig, ModelConfig
+from densepose_ros.modeling.config import DensePoseHeadConfig, KeypointHeadConfig, ModelConfig
 from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, build_densepose_head
+from densepose_ros.modeling.keypoint_head import KeypointHead
 from densepose_ros.modeling.rpn import RPN
 
 RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
@@ -37,8 +39,23 @@ def make_densepose_pooler(dp: DensePoseHeadConfig) -> MultiLevelRoIAlign:
                               dp.pooler_aligned)
 
 
+def make_keypoint_pooler(kp: KeypointHeadConfig) -> MultiLevelRoIAlign:
+    """RoIAlign of the keypoint branch (ROIAlignV2, adaptive sampling) on p2..p5."""
+    return MultiLevelRoIAlign(kp.pooler_resolution, ROI_STRIDES, kp.pooler_sampling_ratio,
+                              kp.pooler_aligned)
+
+
+def with_keypoint_heatmaps(pooled: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
+    """Cross-talk: pooled DensePose features [N, C, P, P] followed by the keypoint heatmap
+    logits [N, K, H, W] resized (bilinearly) to P x P: [N, C + K, P, P]."""
+    resized = F.interpolate(heatmaps.to(pooled.dtype), size=pooled.shape[-2:],
+                            mode="bilinear", align_corners=False)
+    return torch.cat([pooled, resized], dim=1)
+
+
 class RoIHeads(BoxStage):
-    """Box stage plus the DensePose branch (decoder, pooler, ConvX head, chart predictor)."""
+    """Box stage plus the DensePose branch (decoder, pooler, head, chart predictor) and the
+    optional keypoint branch (pooler, head)."""
 
     def __init__(self, cfg: ModelConfig, channels: int,
                  densepose_head: nn.Module | None = None,
@@ -52,6 +69,14 @@ class RoIHeads(BoxStage):
             self.decoder = None
             dp_channels = channels
         self.densepose_pooler = make_densepose_pooler(dp)
+        kp = cfg.keypoints
+        if kp.enabled:
+            self.keypoint_pooler = make_keypoint_pooler(kp)
+            self.keypoint_head = KeypointHead(kp, channels)
+            if kp.cross_talk:  # the heatmaps join the DensePose head's input
+                dp_channels += kp.num_keypoints
+        else:
+            self.keypoint_head = None
         self.densepose_head = densepose_head or build_densepose_head(dp, dp_channels)
         self.densepose_predictor = densepose_predictor or ChartPredictor(
             dp, self.densepose_head.out_channels
@@ -111,17 +136,47 @@ class DensePoseRCNN(nn.Module):
         """RoIAlign of every box [sum Ri, C, P, P], images in order."""
         return self.roi_heads.densepose_pooler(dp_features, boxes_to_rois(boxes))
 
-    def densepose_from_pooled(self, pooled: torch.Tensor) -> DensePoseChartOutput:
-        """ConvX head + chart predictor on pooled RoI features (exportable on its own)."""
+    def densepose_head_input(self, pooled: torch.Tensor,
+                             keypoint_heatmaps: torch.Tensor | None = None) -> torch.Tensor:
+        """The DensePose head's input: the pooled features, with cross-talk followed by the
+        keypoint heatmap logits [N, K, H, W] resized to the pooled size."""
+        if not (self.cfg.keypoints.enabled and self.cfg.keypoints.cross_talk):
+            return pooled
+        if keypoint_heatmaps is None:
+            raise ValueError("this model's DensePose head takes keypoint heatmaps (cross-talk)")
+        return with_keypoint_heatmaps(pooled, keypoint_heatmaps)
+
+    def densepose_from_input(self, head_input: torch.Tensor) -> DensePoseChartOutput:
+        """DensePose head + chart predictor on their input (exportable on its own)."""
         heads = self.roi_heads
-        return heads.densepose_predictor(heads.densepose_head(pooled))
+        return heads.densepose_predictor(heads.densepose_head(head_input))
+
+    def densepose_from_pooled(self, pooled: torch.Tensor,
+                              keypoint_heatmaps: torch.Tensor | None = None
+                              ) -> DensePoseChartOutput:
+        """Charts from pooled RoI features (and, with cross-talk, the boxes' heatmaps)."""
+        return self.densepose_from_input(self.densepose_head_input(pooled, keypoint_heatmaps))
+
+    def keypoint_heatmaps(self, features: dict[str, torch.Tensor],
+                          boxes: list[torch.Tensor]) -> torch.Tensor | None:
+        """Keypoint heatmap logits [sum Ri, K, H, W] of given boxes, or None without a
+        keypoint head."""
+        heads = self.roi_heads
+        if heads.keypoint_head is None:
+            return None
+        pooled = heads.keypoint_pooler([features[n] for n in ROI_LEVELS], boxes_to_rois(boxes))
+        return heads.keypoint_head(pooled)
 
     def densepose_on_boxes(self, features: dict[str, torch.Tensor],
-                           boxes: list[torch.Tensor]) -> DensePoseChartOutput:
-        """DensePose charts of caller-given boxes (per image [Ri, 4], input pixels)."""
+                           boxes: list[torch.Tensor],
+                           keypoint_heatmaps: torch.Tensor | None = None
+                           ) -> DensePoseChartOutput:
+        """DensePose charts of caller-given boxes (per image [Ri, 4], input pixels); with
+        cross-talk the boxes' keypoint heatmaps are computed unless given."""
+        if keypoint_heatmaps is None and self.cfg.keypoints.cross_talk:
+            keypoint_heatmaps = self.keypoint_heatmaps(features, boxes)
         return self.densepose_from_pooled(
-            self.pool_densepose(self.densepose_features(features), boxes)
-        )
+            self.pool_densepose(self.densepose_features(features), boxes), keypoint_heatmaps)
 
     def forward(self, images: torch.Tensor, image_sizes: list[tuple[int, int]]
                 ) -> list[tuple[torch.Tensor, torch.Tensor, DensePoseChartOutput]]:

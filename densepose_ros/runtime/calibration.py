@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle
-from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, DENSEPOSE_HEAD, GRAPH_NAMES
+from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, DENSEPOSE_HEAD, graph_names
 from densepose_ros.export.tensorrt_engine import (
     EngineBuildOptions,
     EngineError,
@@ -29,7 +29,7 @@ def collect_calibration_inputs(bundle: OnnxBundle, options: EngineBuildOptions,
     if options.calibration_source is None:
         raise EngineError("INT8 needs calibration images: give a folder or a bag")
     backend = OnnxRuntimeBackend(bundle, "cpu")
-    recorded: dict[str, list[np.ndarray]] = {g: [] for g in GRAPH_NAMES}
+    recorded: dict[str, list[np.ndarray]] = {g: [] for g in graph_names(bundle.config)}
     run_graph = backend.run_graph
 
     def recording(graph, tensor):

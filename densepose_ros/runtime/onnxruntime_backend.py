@@ -15,7 +15,7 @@ import torch
 
 from densepose_ros.export.bundle import OnnxBundle, is_bundle, load_bundle
 from densepose_ros.export.cache import cached_export, cached_untrained_export
-from densepose_ros.export.graphs import GRAPH_NAMES
+from densepose_ros.export.graphs import GRAPH_NAMES, graph_names
 from densepose_ros.runtime.base import BackendUnavailable
 from densepose_ros.runtime.split_pipeline import GraphBackend, SplitPipeline
 
@@ -57,7 +57,7 @@ class OnnxRuntimeBackend(GraphBackend):
         options.intra_op_num_threads = torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sessions = {}
-        for graph in GRAPH_NAMES:
+        for graph in graph_names(bundle.config):
             path = bundle.path(graph)
             try:
                 self.sessions[graph] = ort.InferenceSession(str(path), options,

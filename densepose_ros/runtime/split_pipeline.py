@@ -21,6 +21,8 @@ from densepose_ros.export.graphs import (
     BOX_HEAD,
     DECODER_OUTPUT,
     DENSEPOSE_HEAD,
+    KEYPOINT_HEAD,
+    KEYPOINT_OUTPUT,
     chart_output_names,
 )
 from densepose_ros.inference.preprocess import preprocess_image
@@ -28,12 +30,15 @@ from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseRe
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import boxes_to_rois
 from densepose_ros.modeling.config import ModelConfig
+from densepose_ros.modeling.keypoint_head import heatmaps_to_keypoints, no_heatmaps
 from densepose_ros.modeling.model import (
     ROI_LEVELS,
     ROI_STRIDES,
     RPN_LEVELS,
     RPN_STRIDES,
     make_densepose_pooler,
+    make_keypoint_pooler,
+    with_keypoint_heatmaps,
 )
 from densepose_ros.modeling.rpn import RPN
 from densepose_ros.runtime.base import Backend, InferenceSettings
@@ -57,6 +62,7 @@ class SplitPipeline:
         self.box_stage = BoxStage(cfg.box_head, channels, ROI_STRIDES, cfg.box_scale_clamp,
                                   box_head=nn.Identity(), box_predictor=nn.Identity())
         self.densepose_pooler = make_densepose_pooler(cfg.densepose)
+        self.keypoint_pooler = make_keypoint_pooler(cfg.keypoints)
         self.chart_outputs = chart_output_names(cfg)
         self.settings = InferenceSettings()
         self.configure(self.settings)
@@ -83,6 +89,7 @@ class SplitPipeline:
             fpn = [outputs[n] for n in ROI_LEVELS]
             boxes, scores = self._detect(fpn, proposals, sizes)
             clock.lap("box_head")
+            heatmaps = self._keypoint_heatmaps(fpn, boxes)
             if boxes.shape[0] == 0:
                 dp = self.model_cfg.densepose
                 charts = DensePoseChartOutput.empty(dp.num_coarse_segm_channels, dp.heatmap_size,
@@ -90,13 +97,27 @@ class SplitPipeline:
             else:
                 dp_maps = [outputs[DECODER_OUTPUT]] if DECODER_OUTPUT in outputs else fpn
                 pooled = self.densepose_pooler(dp_maps, boxes_to_rois([boxes]))
+                if self.model_cfg.keypoints.cross_talk:
+                    pooled = with_keypoint_heatmaps(pooled, heatmaps)
                 charts_out = self.run_graph(DENSEPOSE_HEAD, pooled.contiguous())
                 charts = DensePoseChartOutput(**{n: charts_out[n] for n in self.chart_outputs})
             clock.lap("densepose_head")
-            result = prepared.result_in_source(boxes, scores, charts)
+            keypoints = None if heatmaps is None else heatmaps_to_keypoints(heatmaps, boxes)
+            result = prepared.result_in_source(boxes, scores, charts, keypoints)
             clock.lap("postprocess")
         result.timings = clock.timings
         return result
+
+    def _keypoint_heatmaps(self, fpn: list[torch.Tensor], boxes: torch.Tensor
+                           ) -> torch.Tensor | None:
+        """The keypoint graph's heatmaps of the boxes, for models with a keypoint head."""
+        kp = self.model_cfg.keypoints
+        if not kp.enabled:
+            return None
+        if boxes.shape[0] == 0:
+            return no_heatmaps(kp, boxes.device)
+        pooled = self.keypoint_pooler(fpn, boxes_to_rois([boxes]))
+        return self.run_graph(KEYPOINT_HEAD, pooled.contiguous())[KEYPOINT_OUTPUT]
 
     def _detect(self, fpn: list[torch.Tensor], proposals: torch.Tensor,
                 sizes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from densepose_ros.export.bundle import OnnxBundle, is_bundle, load_bundle
-from densepose_ros.export.graphs import GRAPH_NAMES
+from densepose_ros.export.graphs import GRAPH_NAMES, graph_names
 from densepose_ros.export.tensorrt_engine import (
     EngineBuildOptions,
     EngineError,
@@ -123,7 +123,7 @@ class TensorRTBackend(GraphBackend):
         torch.cuda.set_device(self.device)
         self.bundle = bundle
         self.untrained = untrained
-        self.engines = {g: TrtEngine(engines[g], self.device) for g in GRAPH_NAMES}
+        self.engines = {g: TrtEngine(engines[g], self.device) for g in graph_names(bundle.config)}
         self.pipeline = SplitPipeline(bundle.config, self.run_graph, device=self.device)
         # A stream of our own: TensorRT warns about (and serialises on) the legacy default
         # stream; the glue and the engines are enqueued on this one, in order.
@@ -153,7 +153,7 @@ class TensorRTBackend(GraphBackend):
         if precision == "int8":
             # Calibration needs images: use engines built by `densepose build-engine --int8`.
             engines = {}
-            for graph in GRAPH_NAMES:
+            for graph in graph_names(bundle.config):
                 path = engine_path(bundle, graph, precision, options)
                 record = path.with_suffix(".json")
                 why = "no engine" if not record.is_file() else mismatch(

@@ -13,6 +13,10 @@ Runs the model's own modules (``densepose_ros.modeling``) the way detectron2 tra
   10, 10, 5, 5): L1 on the foreground, summed and divided by the number drawn.
 - **DensePose**: the drawn foreground RoIs whose person has DensePose annotations, with
   their matched persons, go through ``gather_chart_targets`` / ``densepose_chart_losses``.
+- **Keypoints** (models with a keypoint head): the drawn foreground RoIs of persons with
+  keypoints; each visible keypoint inside its RoI is a class among the H x W heatmap cells
+  (Mask R-CNN): cross-entropy over the cells, divided by the number of such keypoints. With
+  cross-talk the DensePose loss also trains the keypoint head through its heatmaps.
 
 Crowd regions are left out of matching, as detectron2's dataset mapper drops them.
 """
@@ -57,6 +61,9 @@ class DetectionTrainingConfig:
     box_reg_weight: float = 1.0
     # DensePose loss weights; defaults are the non-legacy s1x ones.
     densepose: DensePoseLossWeights = field(default_factory=DensePoseLossWeights)
+    # Keypoint loss weight (ROI_KEYPOINT_HEAD.LOSS_WEIGHT, loss normalised by the visible
+    # keypoints).
+    keypoint_weight: float = 1.0
 
 
 @dataclass
@@ -214,5 +221,43 @@ def training_step_losses(model: DensePoseRCNN, batch: TrainingBatch,
     dense = densepose_chart_losses(charts.coarse_segm, charts.fine_segm, charts.u, charts.v,
                                    chart_targets, cfg.densepose)
     losses = {**rpn, **box, **dense.as_dict()}
+    if model.cfg.keypoints.enabled:
+        losses["loss_keypoint"] = keypoint_loss(model, features, foreground,
+                                                batch.targets) * cfg.keypoint_weight
     return TrainingStepOutput(losses, ForegroundRoIs(dense_boxes, dense_gt),
                               num_positive_anchors, num_foreground)
+
+
+def keypoint_heatmap_targets(boxes: torch.Tensor, keypoints: torch.Tensor, size: int
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per RoI and keypoint the heatmap cell (row * size + col) of the keypoint and whether
+    it counts (visible and inside the RoI), for RoIs [R, 4] and their persons' keypoints
+    [R, K, 3] (x, y, visibility), as detectron2's ``Keypoints.to_heatmap``."""
+    x0, y0 = boxes[:, 0:1], boxes[:, 1:2]
+    scale_x = size / (boxes[:, 2:3] - x0).clamp(min=1e-6)
+    scale_y = size / (boxes[:, 3:4] - y0).clamp(min=1e-6)
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    col = ((x - x0) * scale_x).floor().long()
+    row = ((y - y0) * scale_y).floor().long()
+    col[x == boxes[:, 2:3]] = size - 1  # a keypoint on the right/bottom edge is inside
+    row[y == boxes[:, 3:4]] = size - 1
+    valid = (col >= 0) & (row >= 0) & (col < size) & (row < size) & (keypoints[..., 2] > 0)
+    return (row * size + col) * valid, valid
+
+
+def keypoint_loss(model: DensePoseRCNN, features: dict[str, torch.Tensor],
+                  foreground: ForegroundRoIs, targets: list[ImageTargets]) -> torch.Tensor:
+    """Mask R-CNN's keypoint loss on the foreground RoIs (see the module docstring)."""
+    heatmaps = model.keypoint_heatmaps(features, foreground.boxes)
+    size = heatmaps.shape[-1]
+    cells, valid = [], []
+    for boxes, gt_index, image_targets in zip(foreground.boxes, foreground.gt_index, targets,
+                                              strict=True):
+        cell, ok = keypoint_heatmap_targets(boxes, image_targets.keypoints[gt_index], size)
+        cells.append(cell)
+        valid.append(ok)
+    cells, valid = torch.cat(cells).flatten(), torch.cat(valid).flatten()
+    if not valid.any():  # keep the graph connected: a zero that still has gradients
+        return heatmaps.sum() * 0.0
+    logits = heatmaps.flatten(2).flatten(0, 1)  # [R * K, size * size]
+    return F.cross_entropy(logits[valid], cells[valid], reduction="sum") / valid.sum()

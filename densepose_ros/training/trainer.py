@@ -21,6 +21,7 @@ the model must be the same.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import signal
@@ -177,8 +178,13 @@ def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
                 try:
                     file_cfg, state, _ = read_weights(path)
                     if file_cfg.name != model_cfg.name:
-                        raise TrainingError(f"{path} holds model {file_cfg.name}, the "
-                                            f"config trains {model_cfg.name}")
+                        if not _extends(model_cfg, file_cfg):
+                            raise TrainingError(f"{path} holds model {file_cfg.name}, the "
+                                                f"config trains {model_cfg.name}")
+                        state = extended_state(model.state_dict(), state)
+                        print(f"init_weights: {file_cfg.name} -> {model_cfg.name}: the "
+                              "keypoint head starts fresh (seeded), cross-talk inputs at 0",
+                              file=sys.stderr)
                 except ValueError as error:
                     if "detectron2" not in str(error):
                         raise
@@ -188,6 +194,38 @@ def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
             raise TrainingError(f"cannot start from {path}: {error}") from error
         model.load_state_dict(state, strict=True)
     return model, model_cfg
+
+
+def _extends(model_cfg: ModelConfig, file_cfg: ModelConfig) -> bool:
+    """Whether `model_cfg` is `file_cfg`'s model with a keypoint head added (the multi-task
+    variants fine-tune from their single-task model)."""
+    return (not file_cfg.keypoints.enabled and model_cfg.keypoints.enabled
+            and dataclasses.replace(model_cfg, name=file_cfg.name,
+                                    keypoints=file_cfg.keypoints) == file_cfg)
+
+
+def extended_state(fresh: dict[str, torch.Tensor], given: dict[str, torch.Tensor]
+                   ) -> dict[str, torch.Tensor]:
+    """`given` (a single-task model's weights) completed for its multi-task extension:
+    the new keypoint head keeps its fresh values, and a layer whose input grew (cross-talk
+    channels appended to the DensePose head's input) keeps the given weights for the old
+    channels and 0 for the new ones, so the extended model starts computing exactly what
+    the given one did."""
+    state = {}
+    for key, value in fresh.items():
+        old = given.get(key)
+        if old is None:
+            state[key] = value
+        elif old.shape == value.shape:
+            state[key] = old
+        elif (old.dim() == value.dim() >= 2 and old.shape[0] == value.shape[0]
+              and old.shape[2:] == value.shape[2:] and old.shape[1] < value.shape[1]):
+            grown = torch.zeros_like(value)
+            grown[:, :old.shape[1]] = old
+            state[key] = grown
+        else:
+            raise ValueError(f"{key}: cannot extend {tuple(old.shape)} to {tuple(value.shape)}")
+    return state
 
 
 def read_training_checkpoint(path: Path) -> tuple[ModelConfig, dict, dict[str, Any]]:
@@ -209,11 +247,12 @@ def read_training_checkpoint(path: Path) -> tuple[ModelConfig, dict, dict[str, A
 LOSS_GROUPS = {
     "rpn": ("loss_rpn_cls", "loss_rpn_loc"),
     "box": ("loss_cls", "loss_box_reg"),
+    "keypoint": ("loss_keypoint",),  # models with a keypoint head
     "densepose": ("loss_densepose_U", "loss_densepose_V", "loss_densepose_I",
                   "loss_densepose_S"),
 }
 _CURVE_COLORS = {"total": (40, 40, 40), "rpn": (200, 120, 0), "box": (0, 150, 0),
-                 "densepose": (0, 0, 220)}
+                 "keypoint": (160, 0, 160), "densepose": (0, 0, 220)}
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -233,6 +272,8 @@ def draw_loss_curve(rows: list[dict[str, Any]], path: Path) -> None:
     series = [Series("total", _CURVE_COLORS["total"],
                      [(r["iteration"], r["loss"]) for r in rows])]
     for group, names in LOSS_GROUPS.items():
+        if not any(n in r for r in rows for n in names):
+            continue  # e.g. no keypoint loss without a keypoint head
         series.append(Series(group, _CURVE_COLORS[group],
                              [(r["iteration"], sum(r.get(n, 0.0) for n in names))
                               for r in rows]))
