@@ -21,6 +21,19 @@ DEFAULTS = NodeConfig()
 TEST_SCORE_THRESHOLD = 0.05
 
 
+def stamp_ns(header) -> int:
+    """A message header's stamp in nanoseconds."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def publish_and_wait(client, image, stamp, timeout=60.0):
+    """Publish one frame and return the DensePersonArray answering it."""
+    client.image_pub.publish(client.image_msg(image, stamp))
+    found = lambda: next((m for m in client.persons if stamp_ns(m.header) == stamp), None)  # noqa: E731
+    assert client.spin_until(lambda: found() is not None, timeout), "no output for the frame"
+    return found()
+
+
 def make_test_weights(path: Path) -> Path:
     """An untrained light model, seeded, saved in the project's own weight format."""
     import torch

@@ -18,20 +18,21 @@ ALLOWED = {
     "io": {"paths"},
     "synth": {"paths"},
     "data": {"inference", "modeling", "synth", "paths"},
-    "evaluation": {"data", "inference", "synth", "paths"},
+    "evaluation": {"data", "inference", "synth", "paths", "tracking"},
     "training": {"data", "inference", "modeling", "synth", "paths"},
     "export": {"inference", "modeling", "io", "paths"},
     "runtime": {"export", "inference", "modeling", "io", "paths"},
-    "ros": {"runtime", "inference", "io", "paths", "msg"},
-    "tools": {"ros", "runtime", "inference", "io", "paths", "msg"},
+    "tracking": {"inference"},
+    "ros": {"runtime", "inference", "io", "paths", "msg", "tracking"},
+    "tools": {"evaluation", "ros", "runtime", "inference", "io", "paths", "msg", "tracking"},
     "cli": {"data", "evaluation", "export", "inference", "io", "modeling", "paths", "runtime",
-            "synth", "training", "tools"},
+            "synth", "training", "tools", "tracking"},
 }
 # The only modules that may import rclpy, ROS message packages or densepose_ros.msg.
 ROS_MODULES = {"densepose_ros.ros.node", "densepose_ros.ros.messages",
                "densepose_ros.tools.demo"}
 ROS_PACKAGES = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "rcl_interfaces",
-                "lifecycle_msgs", "builtin_interfaces"}
+                "lifecycle_msgs", "builtin_interfaces", "geometry_msgs", "visualization_msgs"}
 
 
 def modules() -> dict[str, Path]:

@@ -93,3 +93,60 @@ def test_uv_confidence_is_published_for_models_that_predict_it():
     plain = make_result([[10, 20, 60, 110]])
     person = FrameProcessor(None).outputs_from_result(plain, image, correspondence_stride=4)
     assert person.persons[0].chart_uv_confidence.size == 0
+
+
+def test_keypoints_travel_and_depth_places_them_and_the_person():
+    result = make_result([[10, 20, 60, 110]])
+    keypoints = np.zeros((1, 17, 3), np.float32)
+    keypoints[0, :, 0] = np.linspace(20, 50, 17)
+    keypoints[0, :, 1] = np.linspace(30, 100, 17)
+    keypoints[0, :, 2] = 0.9
+    keypoints[0, 16, :2] = (500.0, 30.0)  # outside the image: no 3D point
+    result.keypoints = torch.from_numpy(keypoints)
+    image = np.zeros((120, 160, 3), np.uint8)
+    flat = FrameProcessor(None).outputs_from_result(result, image, correspondence_stride=4)
+    person = flat.persons[0]
+    np.testing.assert_array_equal(person.keypoints, keypoints[0])
+    assert person.keypoints_xyz.shape == (0, 3) and person.position is None
+    depth = np.full((120, 160), 2.0, np.float32)
+    depth[:, :40] = np.nan  # no depth on the left: those keypoints have no 3D point
+    intr = CameraIntrinsics(fx=100, fy=100, cx=80, cy=60, width=160, height=120)
+    person = FrameProcessor(None).outputs_from_result(
+        result, image, correspondence_stride=4, depth_m=depth, intrinsics=intr).persons[0]
+    xyz = person.keypoints_xyz
+    assert xyz.shape == (17, 3)
+    left = keypoints[0, :, 0] < 40
+    assert np.isnan(xyz[left]).all() and np.isnan(xyz[16]).all()
+    placed = ~left
+    placed[16] = False
+    np.testing.assert_allclose(xyz[placed, 2], 2.0)
+    np.testing.assert_allclose(xyz[placed, 0], (np.floor(keypoints[0, placed, 0]) - 80) * 0.02,
+                               rtol=1e-5)
+    # the median of the finite surface points: depth 2 m, x within the person's box
+    assert person.position[2] == 2.0 and (40 - 80) * 0.02 <= person.position[0] <= (60 - 80) * 0.02
+
+
+def test_a_tracker_gives_stable_ids_through_the_processor():
+    from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig
+
+    class Replay:  # a backend that returns scripted results: two people walking right
+        def __init__(self):
+            self.frame = 0
+
+        def infer(self, image):
+            shift = 4 * self.frame
+            self.frame += 1
+            boxes = [[10 + shift, 20, 50 + shift, 110], [80 - shift, 15, 120 - shift, 100]]
+            # odd frames list (and score) them the other way round: ids follow boxes, not ranks
+            return make_result(boxes[::-1] if self.frame % 2 == 0 else boxes, seed=self.frame)
+
+    # make_result scores its two people 0.9 and 0.5: a high threshold under both lets
+    # both start tracks
+    processor = FrameProcessor(Replay(), ByteTracker(TrackerConfig(high_threshold=0.4)))
+    image = np.zeros((120, 160, 3), np.uint8)
+    seen = [[(p.track_id, p.roi[0]) for p in processor.process(
+        image, correspondence_stride=8).persons] for _ in range(6)]
+    (id_a, _), (id_b, _) = sorted(seen[0], key=lambda person: person[1])
+    assert sorted([id_a, id_b]) == [1, 2]
+    for frame, persons in enumerate(seen):
+        assert sorted(persons) == sorted([(id_a, 10 + 4 * frame), (id_b, 80 - 4 * frame)]), seen

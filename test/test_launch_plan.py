@@ -92,14 +92,14 @@ def test_rviz_config_follows_the_namespace_and_fixed_frame(namespace, prefix):
     template = (ROOT / "rviz" / "densepose.rviz").read_text()
     text = rviz_config(template, namespace, "base_camera_optical")
     assert rviz_topics(text) == {f"{prefix}/densepose/{name}" for name in (
-        "debug_image", "iuv", "surface_points")}
+        "debug_image", "iuv", "surface_points", "markers")}
     config = yaml.safe_load(text)
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == \
         "base_camera_optical"
     # everything else is the installed file's
     original = yaml.safe_load(template)
     assert config["Window Geometry"] == original["Window Geometry"]
-    assert len(config["Visualization Manager"]["Displays"]) == 3
+    assert len(config["Visualization Manager"]["Displays"]) == 4
 
 
 def test_every_argument_is_described():

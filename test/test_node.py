@@ -17,6 +17,8 @@ from node_fixtures import (
     STAMP0,
     TEST_SCORE_THRESHOLD,
     node_args,
+    publish_and_wait,
+    stamp_ns,
     vtest_frames,
 )
 
@@ -37,18 +39,6 @@ def frames():
 def start_node(ros_process, weights, *extra):
     return ros_process(["-m", "densepose_ros.ros.node"], ros_args=node_args(weights, *extra),
                        name="node")
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def publish_and_wait(client, image, stamp, timeout=60.0):
-    """Publish one frame and return the DensePersonArray answering it."""
-    client.image_pub.publish(client.image_msg(image, stamp))
-    found = lambda: next((m for m in client.persons if stamp_ns(m.header) == stamp), None)  # noqa: E731
-    assert client.spin_until(lambda: found() is not None, timeout), "no output for the frame"
-    return found()
 
 
 def rss_mb(pid: int) -> float:
@@ -267,7 +257,7 @@ def test_compressed_input_with_depth_gives_3d_points(ros_process, client, weight
     assert client.spin_until(
         lambda: any(stamp_ns(c.header) == STAMP0 + 1 for c in client.points), 10)
     cloud = next(c for c in client.points if stamp_ns(c.header) == STAMP0 + 1)
-    assert cloud.width == total and cloud.point_step == 24
+    assert cloud.width == total and cloud.point_step == 28  # x y z u v person(u32) part
     assert int(client.diagnostic_values().get("errors.corrupt", 0)) >= 1
     assert node.alive()
 

@@ -15,6 +15,7 @@ from node_fixtures import (
     STAMP0,
     TEST_SCORE_THRESHOLD,
     node_args,
+    stamp_ns,
     vtest_frames,
 )
 
@@ -32,10 +33,6 @@ def export_folder(weights, tmp_path_factory):
     export_onnx(weights, out, progress=lambda _: None)
     return out
 
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def answer(client, stamp: int):

@@ -11,7 +11,7 @@ import signal
 import numpy as np
 import pytest
 
-from node_fixtures import PARAMS_FILE, RosClient
+from node_fixtures import PARAMS_FILE, RosClient, stamp_ns
 
 pytestmark = pytest.mark.ros
 
@@ -33,10 +33,6 @@ def start_camera(ros_process, size: str, qos: str, seconds: float, name: str = "
     return ros_process([CAMERA, "--size", size, "--rate", "10", "--seconds", str(seconds),
                         "--qos", qos, "--wait-for-subscriber", str(wait)], ros_args=[],
                        name=name)
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def settle(client: RosClient, timeout: float = 60.0) -> dict[str, str]:

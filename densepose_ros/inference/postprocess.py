@@ -48,6 +48,9 @@ class PersonIUV:
         uv_sigma: [h, w] float32 predicted standard deviation of U and V at each pixel
             (sqrt(softplus(sigma_2) + 0.01), detectron2's WC models; 0 on background), or
             None for models without U/V confidence.
+        track_id: the person's track id (>= 1) when a tracker follows people, else 0.
+        keypoints: [17, 3] float32 (x, y, score) COCO keypoints in source pixels, for
+            models with a keypoint head, else None.
     """
 
     labels: np.ndarray
@@ -56,6 +59,8 @@ class PersonIUV:
     box: tuple[int, int, int, int]
     score: float
     uv_sigma: np.ndarray | None = None
+    track_id: int = 0
+    keypoints: np.ndarray | None = None
 
 
 def uv_confidence_bytes(uv_sigma: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -92,12 +97,25 @@ def integer_box(box: np.ndarray) -> tuple[int, int, int, int]:
 def person_iuv_charts(result: DensePoseResult, mode: str = DEFAULT_CHART_MODE
                       ) -> list[PersonIUV]:
     """Per-person IUV at box resolution, in the order of `result` (best score first), by
-    ``mode`` (see the module docstring)."""
+    ``mode`` (see the module docstring); with the result's keypoints, if any."""
     if mode == "exact":
-        return _exact_charts(result)
-    if mode == "fast":
-        return _fast_charts(result)
-    raise ValueError(f"chart mode must be one of {', '.join(CHART_MODES)}, got {mode!r}")
+        persons = _exact_charts(result)
+    elif mode == "fast":
+        persons = _fast_charts(result)
+    else:
+        raise ValueError(f"chart mode must be one of {', '.join(CHART_MODES)}, got {mode!r}")
+    if result.keypoints is not None:
+        for person, keypoints in zip(persons, result.keypoints.float().numpy(), strict=True):
+            person.keypoints = keypoints
+    return persons
+
+
+# COCO's skeleton: pairs of keypoint indices joined when drawn (nose 0, eyes 1-2, ears 3-4,
+# shoulders 5-6, elbows 7-8, wrists 9-10, hips 11-12, knees 13-14, ankles 15-16).
+SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
+            (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4))
+# Keypoints scoring below this are not drawn (nor joined).
+KEYPOINT_DRAW_SCORE = 0.05
 
 
 class _BilinearGrid:
@@ -348,9 +366,12 @@ def draw_overlay(image_bgr: np.ndarray, result: DensePoseResult, alpha: float = 
         cv2.copyTo(blended, (labels > 0).view(np.uint8), out[region])
     thickness = max(1, round(min(result.image_size) / 300))
     for person in persons:
+        if person.keypoints is not None:
+            _draw_skeleton(out, person.keypoints, thickness)
+    for person in persons:
         x0, y0, x1, y1 = person.box
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), thickness)
-        text = f"{person.score:.2f}"
+        text = (f"#{person.track_id} " if person.track_id else "") + f"{person.score:.2f}"
         scale = 0.4 * thickness
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         ty = max(y0, th + 4)
@@ -358,3 +379,15 @@ def draw_overlay(image_bgr: np.ndarray, result: DensePoseResult, alpha: float = 
         cv2.putText(out, text, (x0 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
                     thickness, cv2.LINE_AA)
     return out
+
+
+def _draw_skeleton(image: np.ndarray, keypoints: np.ndarray, thickness: int) -> None:
+    """COCO skeleton lines and keypoint dots, where both ends score at least
+    KEYPOINT_DRAW_SCORE."""
+    shown = keypoints[:, 2] >= KEYPOINT_DRAW_SCORE
+    points = [(int(round(x)), int(round(y))) for x, y in keypoints[:, :2]]
+    for a, b in SKELETON:
+        if shown[a] and shown[b]:
+            cv2.line(image, points[a], points[b], (255, 255, 255), thickness, cv2.LINE_AA)
+    for k in np.flatnonzero(shown):
+        cv2.circle(image, points[k], thickness + 1, (0, 0, 255), -1, cv2.LINE_AA)

@@ -23,6 +23,7 @@ from densepose_ros.inference.correspondences import (
 )
 from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.runtime.base import Backend
+from densepose_ros.tracking.bytetrack import ByteTracker, follow
 
 
 @dataclass
@@ -46,6 +47,15 @@ class PersonOutput:
     points: Correspondences
     chart_uv_confidence: np.ndarray = field(
         default_factory=lambda: np.zeros((0, 0), np.uint8))
+    track_id: int = 0  # >= 1 while tracked; 0 when tracking is off
+    # (17, 3) float32 (x, y, score) COCO keypoints in source pixels; (0, 3) without a
+    # keypoint head.
+    keypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    # With depth: (17, 3) float32 camera-frame keypoints (NaN where depth is missing), and
+    # the person's position, the median of their 3D surface points (NaN: none); without
+    # depth (0, 3) and None.
+    keypoints_xyz: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    position: np.ndarray | None = None
 
 
 @dataclass
@@ -84,11 +94,35 @@ def cap_chart(part: np.ndarray, *planes: np.ndarray, max_size: int) -> list[np.n
     return [resize(part), *(resize(plane) for plane in planes)]
 
 
-class FrameProcessor:
-    """Runs a backend and builds :class:`FrameOutputs`. Not thread-safe: one worker."""
+def _median_point(xyz: np.ndarray) -> np.ndarray:
+    """Component-wise median of the finite 3D points (NaN when there is none): robust to
+    the background pixels that depth edges give a person."""
+    finite = xyz[np.isfinite(xyz).all(axis=1)]
+    if len(finite) == 0:
+        return np.full(3, np.nan, np.float32)
+    return np.median(finite, axis=0).astype(np.float32)
 
-    def __init__(self, backend: Backend):
+
+def _keypoints_3d(keypoints: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntrinsics,
+                  image_size: tuple[int, int]) -> np.ndarray:
+    """Camera-frame points of the keypoints inside the image (NaN elsewhere)."""
+    height, width = image_size
+    x, y = keypoints[:, 0], keypoints[:, 1]
+    inside = (x >= 0) & (y >= 0) & (x < width) & (y < height)
+    xyz = np.full((len(keypoints), 3), np.nan, np.float32)
+    if inside.any():
+        xyz[inside] = backproject(np.floor(x[inside]), np.floor(y[inside]), depth_m,
+                                  intrinsics, image_size)
+    return xyz
+
+
+class FrameProcessor:
+    """Runs a backend (and a tracker, if given) and builds :class:`FrameOutputs`. Not
+    thread-safe: one worker."""
+
+    def __init__(self, backend: Backend, tracker: ByteTracker | None = None):
         self.backend = backend
+        self.tracker = tracker
 
     def outputs_from_result(
         self,
@@ -102,11 +136,16 @@ class FrameProcessor:
         want_overlay: bool = False,
         depth_m: np.ndarray | None = None,
         intrinsics: CameraIntrinsics | None = None,
+        track_ids: np.ndarray | None = None,
     ) -> FrameOutputs:
-        """Build the published outputs from a backend result (see :meth:`process`)."""
+        """Build the published outputs from a backend result (see :meth:`process`);
+        ``track_ids`` [N] gives each person's track id (None: 0, untracked)."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         charts = postprocess.person_iuv_charts(result, chart_mode)
+        if track_ids is not None:
+            for chart, track_id in zip(charts, track_ids, strict=True):
+                chart.track_id = int(track_id)
         persons = []
         height, width = image_bgr.shape[:2]
         for chart in charts:
@@ -116,8 +155,15 @@ class FrameProcessor:
             (x0, y0, x1, y1), inside = overlap.box, overlap.patch
             labels, u, v = chart.labels[inside], chart.u[inside], chart.v[inside]
             points = sample_correspondences(labels, u, v, x0, y0, correspondence_stride)
+            keypoints = (np.zeros((0, 3), np.float32) if chart.keypoints is None
+                         else chart.keypoints.astype(np.float32))
+            keypoints_xyz, position = np.zeros((0, 3), np.float32), None
             if depth_m is not None and intrinsics is not None:
                 points.xyz = backproject(points.x, points.y, depth_m, intrinsics, (height, width))
+                position = _median_point(points.xyz)
+                if len(keypoints):
+                    keypoints_xyz = _keypoints_3d(keypoints, depth_m, intrinsics,
+                                                  (height, width))
             foreground = labels > 0
             confidence = np.zeros((0, 0), np.uint8)
             if chart.uv_sigma is not None:
@@ -128,6 +174,8 @@ class FrameProcessor:
             persons.append(PersonOutput(
                 score=chart.score, roi=(x0, y0, x1 - x0, y1 - y0), chart_part=part,
                 chart_u=u8, chart_v=v8, points=points, chart_uv_confidence=confidence,
+                track_id=chart.track_id, keypoints=keypoints, keypoints_xyz=keypoints_xyz,
+                position=position,
             ))
         timings["charts"] = time.perf_counter() - start
         outputs = FrameOutputs(persons=persons, image_size=image_bgr.shape[:2], timings=timings)
@@ -142,10 +190,15 @@ class FrameProcessor:
         return outputs
 
     def process(self, image_bgr: np.ndarray, **kwargs) -> FrameOutputs:
-        """Infer on one BGR frame; keyword arguments as :meth:`outputs_from_result`."""
+        """Infer on one BGR frame; keyword arguments as :meth:`outputs_from_result`. With a
+        tracker, persons get their track ids and low-score detections that continue no
+        track are dropped before any chart is computed."""
         start = time.perf_counter()
         result = self.backend.infer(image_bgr)
         inference = time.perf_counter() - start
-        outputs = self.outputs_from_result(result, image_bgr, **kwargs)
+        track_ids = None
+        if self.tracker is not None:
+            result, track_ids = follow(self.tracker, result)
+        outputs = self.outputs_from_result(result, image_bgr, track_ids=track_ids, **kwargs)
         outputs.timings["inference"] = inference
         return outputs

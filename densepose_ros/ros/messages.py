@@ -6,16 +6,21 @@ from __future__ import annotations
 import array
 
 import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
 from sensor_msgs.msg import Image, PointCloud2, PointField
+from visualization_msgs.msg import Marker, MarkerArray
 
+from densepose_ros.inference.postprocess import KEYPOINT_DRAW_SCORE, SKELETON
 from densepose_ros.io import image_codec
 from densepose_ros.msg import DensePerson, DensePersonArray
 from densepose_ros.ros.frame_processor import FrameOutputs
 
 # sensor_msgs/PointCloud2 layout of densepose/surface_points.
+# person: the track id (DensePerson.id) when tracking, else the person's 1-based rank.
 SURFACE_POINT_DTYPE = np.dtype([
     ("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("u", "<f4"), ("v", "<f4"),
-    ("part", "u1"), ("person", "u1"), ("_pad", "u1", (2,)),
+    ("person", "<u4"), ("part", "u1"), ("_pad", "u1", (3,)),
 ])
 _POINT_FIELDS = [
     PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
@@ -23,8 +28,8 @@ _POINT_FIELDS = [
     PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
     PointField(name="u", offset=12, datatype=PointField.FLOAT32, count=1),
     PointField(name="v", offset=16, datatype=PointField.FLOAT32, count=1),
-    PointField(name="part", offset=20, datatype=PointField.UINT8, count=1),
-    PointField(name="person", offset=21, datatype=PointField.UINT8, count=1),
+    PointField(name="person", offset=20, datatype=PointField.UINT32, count=1),
+    PointField(name="part", offset=24, datatype=PointField.UINT8, count=1),
 ]
 
 
@@ -43,6 +48,7 @@ def persons_message(outputs: FrameOutputs, header) -> DensePersonArray:
     for person in outputs.persons:
         out = DensePerson()
         out.score = person.score
+        out.id = person.track_id
         x, y, w, h = person.roi
         out.roi.x_offset, out.roi.y_offset, out.roi.width, out.roi.height = x, y, w, h
         out.chart_height, out.chart_width = person.chart_part.shape
@@ -57,6 +63,12 @@ def persons_message(outputs: FrameOutputs, header) -> DensePersonArray:
         out.point_u = _typed_array("f", points.u, np.float32)
         out.point_v = _typed_array("f", points.v, np.float32)
         out.point_xyz = _typed_array("f", points.xyz, np.float32)
+        out.keypoints = _typed_array("f", person.keypoints, np.float32)
+        out.keypoints_xyz = _typed_array("f", person.keypoints_xyz, np.float32)
+        if person.position is not None:
+            out.position.x, out.position.y, out.position.z = (float(c) for c in person.position)
+        else:
+            out.position.x = out.position.y = out.position.z = float("nan")
         msg.persons.append(out)
     return msg
 
@@ -81,7 +93,7 @@ def surface_points_message(outputs: FrameOutputs, header) -> PointCloud2:
         chunk = np.zeros(len(p.xyz), SURFACE_POINT_DTYPE)
         chunk["x"], chunk["y"], chunk["z"] = p.xyz[:, 0], p.xyz[:, 1], p.xyz[:, 2]
         chunk["u"], chunk["v"], chunk["part"] = p.u, p.v, p.part
-        chunk["person"] = min(index, 255)
+        chunk["person"] = person.track_id or index + 1
         chunks.append(chunk[np.isfinite(p.xyz).all(axis=1)])
     cloud = np.concatenate(chunks) if chunks else np.zeros(0, SURFACE_POINT_DTYPE)
     msg = PointCloud2()
@@ -93,3 +105,49 @@ def surface_points_message(outputs: FrameOutputs, header) -> PointCloud2:
     msg.row_step = msg.point_step * len(cloud)
     msg.data = _typed_array("B", cloud.view(np.uint8), np.uint8)
     return msg
+
+
+def markers_message(outputs: FrameOutputs, header, lifetime_s: float) -> MarkerArray:
+    """rviz markers of the persons located in 3D (depth): per person an id label above its
+    position and, with keypoints, its 3D skeleton. They expire after ``lifetime_s``, so
+    people who leave disappear; ids pick the marker, so a person's markers move with them."""
+    array = MarkerArray()
+    lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    for rank, person in enumerate(outputs.persons):
+        if person.position is None or not np.isfinite(person.position).all():
+            continue
+        marker_id = person.track_id or rank + 1
+        label = Marker(header=header, ns="densepose_ids", id=marker_id,
+                       type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, lifetime=lifetime)
+        x, y, z = (float(c) for c in person.position)
+        # y points down in an optical frame: the label floats above the person's centre
+        label.pose.position.x, label.pose.position.y, label.pose.position.z = x, y - 0.4, z
+        label.pose.orientation.w = 1.0
+        label.scale.z = 0.15
+        label.color.r = label.color.g = label.color.b = label.color.a = 1.0
+        label.text = f"#{person.track_id}" if person.track_id else f"{person.score:.2f}"
+        array.markers.append(label)
+        lines = _skeleton_points(person)
+        if lines:
+            skeleton = Marker(header=header, ns="densepose_skeletons", id=marker_id,
+                              type=Marker.LINE_LIST, action=Marker.ADD, lifetime=lifetime)
+            skeleton.pose.orientation.w = 1.0
+            skeleton.scale.x = 0.02
+            skeleton.color.g = skeleton.color.a = 1.0
+            skeleton.points = lines
+            array.markers.append(skeleton)
+    return array
+
+
+def _skeleton_points(person) -> list[Point]:
+    """LINE_LIST points of the skeleton edges whose both keypoints are seen and in 3D."""
+    xyz, keypoints = person.keypoints_xyz, person.keypoints
+    if len(xyz) == 0:
+        return []
+    usable = np.isfinite(xyz).all(axis=1) & (keypoints[:, 2] >= KEYPOINT_DRAW_SCORE)
+    points = []
+    for a, b in SKELETON:
+        if usable[a] and usable[b]:
+            points += [Point(x=float(xyz[k, 0]), y=float(xyz[k, 1]), z=float(xyz[k, 2]))
+                       for k in (a, b)]
+    return points

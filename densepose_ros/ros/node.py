@@ -29,6 +29,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from densepose_ros.inference.correspondences import CameraIntrinsics
 from densepose_ros.io import image_codec
@@ -36,9 +37,15 @@ from densepose_ros.msg import DensePersonArray
 from densepose_ros.ros.frame_processor import FrameProcessor
 from densepose_ros.ros.frame_slot import LatestFrameSlot, NodeStats
 from densepose_ros.ros.input_watchdog import InputWatchdog, PublisherQoS, needs_new_subscription
-from densepose_ros.ros.messages import image_message, persons_message, surface_points_message
+from densepose_ros.ros.messages import (
+    image_message,
+    markers_message,
+    persons_message,
+    surface_points_message,
+)
 from densepose_ros.ros.node_config import NodeConfig, check_value
 from densepose_ros.runtime import InferenceSettings, create_backend
+from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig
 
 # Output QoS: reliable so rviz and recorders get every result (and large images reach
 # best-effort and best-available readers intact); shallow to never pile up.
@@ -161,8 +168,9 @@ class DensePoseNode(LifecycleNode):
             self._stats.error("model")
             self.get_logger().error(self._last_error)
             return TransitionCallbackReturn.FAILURE
+        tracker = ByteTracker() if self.config.tracking else None
+        self._processor = FrameProcessor(self._backend, tracker)
         self._apply_settings()
-        self._processor = FrameProcessor(self._backend)
         self._model_description = self._backend.describe()
         self._device_name = self._backend.device_name()
         if getattr(self._backend, "untrained", False):
@@ -176,6 +184,7 @@ class DensePoseNode(LifecycleNode):
         self._iuv_pub = publish(Image, "densepose/iuv")
         self._debug_pub = publish(Image, "densepose/debug_image")
         self._points_pub = publish(PointCloud2, "densepose/surface_points")
+        self._markers_pub = publish(MarkerArray, "densepose/markers")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -199,6 +208,8 @@ class DensePoseNode(LifecycleNode):
             _type_name(image_input.msg_type))
         self._input_timer = self.create_timer(INPUT_CHECK_PERIOD_S, self._check_inputs)
         self._first_frame_logged = False
+        if self._processor.tracker is not None:
+            self._processor.tracker.reset()  # after a pause, earlier tracks are stale
         self._slot.reopen()
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="densepose-worker", daemon=True)
@@ -234,7 +245,7 @@ class DensePoseNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _unload(self) -> None:
-        for name in ("_persons_pub", "_iuv_pub", "_debug_pub", "_points_pub"):
+        for name in ("_persons_pub", "_iuv_pub", "_debug_pub", "_points_pub", "_markers_pub"):
             publisher = getattr(self, name, None)
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
@@ -277,8 +288,16 @@ class DensePoseNode(LifecycleNode):
         """Hand the detection settings to the backend (on the worker, between frames)."""
         self._settings_changed.clear()
         cfg = self.config
+        tracker = self._processor.tracker
+        # With tracking, lower-scoring detections are needed too: they may continue a track.
+        threshold = cfg.score_threshold
+        if tracker is not None:
+            threshold = min(cfg.score_threshold, cfg.track_low_threshold)
+            tracker.config = TrackerConfig(
+                high_threshold=cfg.score_threshold, low_threshold=cfg.track_low_threshold,
+                track_buffer=cfg.track_buffer, box_smoothing=cfg.track_box_smoothing)
         self._backend.configure(InferenceSettings(
-            score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold,
+            score_threshold=threshold, nms_threshold=cfg.nms_threshold,
             max_detections=cfg.max_persons,
             resize_shortest_edge=cfg.resize_shortest_edge, resize_max_size=cfg.resize_max_size,
         ))
@@ -466,6 +485,8 @@ class DensePoseNode(LifecycleNode):
             self._debug_pub.publish(image_message(outputs.overlay, "bgr8", header))
         if cfg.use_depth and cfg.publish_surface_points and depth is not None:
             self._points_pub.publish(surface_points_message(outputs, header))
+        if cfg.use_depth and cfg.publish_markers and depth is not None:
+            self._markers_pub.publish(markers_message(outputs, header, cfg.marker_lifetime))
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         self._stats.frame_out(

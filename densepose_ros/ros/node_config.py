@@ -14,6 +14,10 @@ from typing import Any
 from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
 from densepose_ros.inference.precision import ENGINE_PRECISIONS
 from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
+from densepose_ros.tracking.bytetrack import TrackerConfig
+
+# The tracker's defaults live in TrackerConfig; the parameters below start from them.
+_TRACKER = TrackerConfig()
 
 
 def _param(default, description: str, *, runtime: bool = False, range_=None, choices=None):
@@ -73,12 +77,33 @@ class NodeConfig:
     chart_max_size: int = _param(
         0, "Cap on the dense chart's longer side per person (0: full box resolution).",
         runtime=True, range_=(0, 2048))
+    # --- tracking ------------------------------------------------------------------------
+    tracking: bool = _param(
+        True, "Follow people over frames (ByteTrack-style): DensePerson.id stays with a "
+        "person while tracked; off: every id is 0 and each frame stands alone.")
+    track_low_threshold: float = _param(
+        _TRACKER.low_threshold, "Detections scoring from here up to score_threshold keep "
+        "a track alive (a person partly hidden keeps their id) but start none and are not "
+        "published.", runtime=True,
+        range_=(0.0, 1.0))
+    track_buffer: int = _param(
+        _TRACKER.track_buffer, "Frames (processed ones) a track survives without a "
+        "detection before it ends.", runtime=True, range_=(0, 10000))
+    track_box_smoothing: float = _param(
+        _TRACKER.box_smoothing, "Weight of the predicted box in a tracked person's box "
+        "(0: the detection as it is).", runtime=True, range_=(0.0, 0.95))
     publish_persons: bool = _param(True, "Publish densepose/persons.", runtime=True)
     publish_iuv: bool = _param(True, "Publish densepose/iuv.", runtime=True)
     publish_debug_image: bool = _param(
         True, "Publish densepose/debug_image (computed only while subscribed).", runtime=True)
     publish_surface_points: bool = _param(
         True, "Publish densepose/surface_points when depth is on.", runtime=True)
+    publish_markers: bool = _param(
+        True, "Publish densepose/markers (rviz: id labels and 3D skeletons) when depth is on.",
+        runtime=True)
+    marker_lifetime: float = _param(
+        0.5, "Seconds a person's markers stay in rviz without an update.", runtime=True,
+        range_=(0.05, 60.0))
     # --- input -------------------------------------------------------------------------
     use_compressed: bool = _param(
         False, "Subscribe to image/compressed (JPEG/PNG) instead of image.")
