@@ -27,6 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render synthetic DensePose training data from the Anny body model"),
     "train": ("train", "train DensePose R-CNN"),
     "eval": ("eval", "evaluate weights on a DensePose-COCO style annotation file"),
+    "track-eval": ("track_eval", "MOTA / IDF1 / ID switches of the tracker on synthetic clips"),
     "models": ("models", "list the DensePose model zoo (metrics, cached or not)"),
     "fetch": ("fetch", "download and import model-zoo weights into the cache"),
 }

@@ -22,6 +22,7 @@ from densepose_ros.cli.common import USER_ERROR, user_error
 from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
 from densepose_ros.inference.precision import ENGINE_PRECISIONS, PREDICTOR_PRECISIONS
 from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
+from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig, follow
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -55,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trt-precision", choices=ENGINE_PRECISIONS, default=None,
                         help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
                              "else fp16)")
+    parser.add_argument("--no-tracking", action="store_true",
+                        help="videos: do not follow people over frames (every id is 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -92,6 +95,7 @@ def persons_json(result, persons) -> list[dict]:
         out.append({
             "box": [round(float(c), 2) for c in box],
             "score": round(person.score, 4),
+            "id": person.track_id,
             "foreground_pixels": int(np.count_nonzero(person.labels)),
             "charts": [int(c) for c in present if c > 0],
         })
@@ -118,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
         images, videos = _collect(args.paths)
         backend, reason = create_backend(args.backend, weights, args.device,
                                          tensorrt_precision=args.trt_precision)
+        # Videos are tracked: lower-scoring detections may continue a track.
         backend.configure(InferenceSettings(
-            score_threshold=args.score_threshold,
+            score_threshold=min(args.score_threshold, TrackerConfig().low_threshold),
             resize_shortest_edge=NO_RESIZE if args.resize == "none" else MODEL_DEFAULT_RESIZE))
         if args.precision != "fp32":
             if backend.name != "torch":
@@ -135,9 +140,15 @@ def run(args: argparse.Namespace) -> int:
     used: set[str] = set()
     failures = 0
 
-    def process(frame: np.ndarray):
+    def process(frame: np.ndarray, tracker: ByteTracker | None = None):
         result = backend.infer(frame)
+        if tracker is None:
+            result, ids = result.select(result.scores >= args.score_threshold), None
+        else:
+            result, ids = follow(tracker, result)
         persons = person_iuv_charts(result, args.chart_mode)
+        for person, track_id in zip(persons, ids if ids is not None else [], strict=False):
+            person.track_id = int(track_id)
         return result, persons
 
     for path in tqdm(images, desc="images", unit="img", disable=args.no_progress):
@@ -165,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
 def _process_video(path: Path, args, used: set[str], process, draw_overlay) -> int:
     from tqdm import tqdm
 
+    # Each video has its own people: a tracker per video (ids start at 1 in each).
+    tracker = None if args.no_tracking else ByteTracker(
+        TrackerConfig(high_threshold=args.score_threshold))
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         print(f"densepose infer: cannot open video {path}", file=sys.stderr)
@@ -181,7 +195,7 @@ def _process_video(path: Path, args, used: set[str], process, draw_overlay) -> i
                 ok, frame = capture.read()
                 if not ok:
                     break
-                result, persons = process(frame)
+                result, persons = process(frame, tracker)
                 if writer is None:
                     size = {"width": frame.shape[1], "height": frame.shape[0]}
                     writer = cv2.VideoWriter(str(args.out / f"{stem}_overlay.mp4"),

@@ -7,8 +7,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-from densepose_ros.cli.common import size_wxh
+from densepose_ros.cli.common import size_wxh, user_error
 from densepose_ros.synth.scene import SceneConfig
+from densepose_ros.synth.sequence import SequenceConfig
 from densepose_ros.synth.writer import WriterConfig
 
 
@@ -38,12 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the exact label maps to DIR/maps/*.npz")
     parser.add_argument("--preview", type=int, default=w.preview_images,
                         help="images shown in DIR/preview.png (0: none)")
+    parser.add_argument("--sequence", action="store_true",
+                        help="render --num clips of people walking, turning and crossing, "
+                             "with ground-truth identities (tracking evaluation)")
+    parser.add_argument("--frames", type=int, default=SequenceConfig().frames,
+                        help="with --sequence: frames per clip")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from densepose_ros.synth.writer import write_dataset
 
+    if args.sequence:
+        return _sequences(args)
     scene = dataclasses.replace(SceneConfig(), width=args.size[0], height=args.size[1],
                                 persons=args.persons)
     config = WriterConfig(num_images=args.num, seed=args.seed, workers=args.workers,
@@ -53,4 +61,20 @@ def run(args: argparse.Namespace) -> int:
     with_dp = sum("dp_I" in a for a in coco["annotations"])
     print(f"wrote {len(coco['images'])} images, {len(coco['annotations'])} people "
           f"({with_dp} with DensePose points) to {args.out}")
+    return 0
+
+
+def _sequences(args: argparse.Namespace) -> int:
+    from densepose_ros.synth.sequence import write_sequences
+
+    if args.frames < 1 or args.num < 1:
+        return user_error("synth", "--num and --frames must be at least 1")
+    base = SequenceConfig()
+    persons = args.persons if args.persons != SceneConfig().persons else base.persons
+    config = dataclasses.replace(
+        base, frames=args.frames, persons=persons,
+        scene=dataclasses.replace(base.scene, width=args.size[0], height=args.size[1]))
+    clips = write_sequences(args.out, args.num, args.seed, config, workers=args.workers,
+                            progress=not args.no_progress)
+    print(f"wrote {len(clips)} clips of {args.frames} frames to {args.out}")
     return 0

@@ -526,9 +526,17 @@ def _stand_people(rng: np.random.Generator, config: SceneConfig, camera: Camera,
                   ) -> tuple[list[np.ndarray], ...]:
     """Turn each posed body to a random heading and stand it at its position: world and
     camera vertices and camera keypoints, one array per person."""
+    yaws = [np.deg2rad(rng.uniform(*config.heading_deg)) for _ in positions]
+    return stand_people_at(camera, positions, yaws, bodies)
+
+
+def stand_people_at(camera: Camera, positions: list[np.ndarray], yaws: list[float],
+                    bodies: PosedBodies | None) -> tuple[list[np.ndarray], ...]:
+    """Turn each posed body by its yaw (radians; 0 faces the camera) and stand it at its
+    ground position: world and camera vertices and camera keypoints, one array per
+    person."""
     cam_vertices, keypoints_cam, world_vertices = [], [], []
-    for k, pos in enumerate(positions):
-        yaw = np.deg2rad(rng.uniform(*config.heading_deg))
+    for k, (pos, yaw) in enumerate(zip(positions, yaws, strict=True)):
         cy, sy = np.cos(yaw), np.sin(yaw)
         rot = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]], dtype=np.float32)
         shift = np.array([pos[0], pos[1], 0.0], dtype=np.float32)
@@ -660,11 +668,21 @@ def render_scene(
     """Sample and render one scene; deterministic for an integer seed."""
     # Every helper draws from ``rng``: their order here is the order of the draws.
     rng = np.random.default_rng(seed)
-    tables = _mesh_tables()
     hfov, camera = _sample_camera(rng, config)
     positions, samples, bodies = _sample_people(rng, config, hfov)
-    world_vertices, cam_vertices, keypoints_cam = _stand_people(rng, config, camera, positions,
-                                                                bodies)
+    people = _stand_people(rng, config, camera, positions, bodies)
+    return render_people(rng, config, camera, positions, people,
+                         [s.activity for s in samples])
+
+
+def render_people(rng: np.random.Generator, config: SceneConfig, camera: Camera,
+                  positions: list[np.ndarray], people: tuple[list[np.ndarray], ...],
+                  activities: list[str]) -> RenderedScene:
+    """Render people already standing in the world (``stand_people_at``'s output) with
+    ``rng`` drawing the background, lighting, appearance, occluders and degradations:
+    the same seed gives the same look, whatever the people do."""
+    tables = _mesh_tables()
+    world_vertices, cam_vertices, keypoints_cam = people
     labels = rasterize_people(cam_vertices, camera, config.height, config.width)
     image = _backdrop(rng, config, camera, world_vertices)
     image[labels.foreground] = _shade_people(rng, tables, labels, camera, cam_vertices)
@@ -676,4 +694,4 @@ def render_scene(
     keypoints = _keypoint_labels(keypoints_cam, camera, labels.instance, depth)
     return RenderedScene(image=image, part=labels.part, u=labels.u, v=labels.v,
                          instance=labels.instance, keypoints=keypoints, depth=depth,
-                         activities=[s.activity for s in samples])
+                         activities=activities)

@@ -166,6 +166,18 @@ def init_worker() -> None:
     torch.set_num_threads(1)  # one process per core
 
 
+def map_in_workers(function, jobs: list, workers: int):
+    """``function`` over ``jobs``, results in order: inline for one worker, else in a pool
+    of ``workers`` processes (each set up by ``init_worker``)."""
+    if workers == 1:
+        init_worker()
+        yield from map(function, jobs)
+        return
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ctx.Pool(workers, initializer=init_worker) as pool:
+        yield from pool.imap(function, jobs, chunksize=1)
+
+
 def write_dataset(out_dir: Path, config: WriterConfig, progress: bool = True) -> dict:
     """Render ``config.num_images`` images; write images, annotations.json and preview.png.
 
@@ -183,17 +195,9 @@ def write_dataset(out_dir: Path, config: WriterConfig, progress: bool = True) ->
     jobs = [(i, config, out_dir) for i in range(config.num_images)]
     results: list[dict] = []
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
-    if workers == 1:
-        init_worker()
-        for job in jobs:
-            results.append(render_job(job))
-            bar.update()
-    else:
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers, initializer=init_worker) as pool:
-            for result in pool.imap(render_job, jobs, chunksize=1):
-                results.append(result)
-                bar.update()
+    for result in map_in_workers(render_job, jobs, workers):
+        results.append(result)
+        bar.update()
     bar.close()
 
     images, annotations = [], []
