@@ -108,3 +108,29 @@ def test_track_summary_flags_an_id_change_in_the_open_but_not_people_entering():
     assert summary.suspected_switches == [(5, 1, 3)]
     far = [[(1, [100, 100, 160, 260])]] * 3 + [[(2, [400, 100, 460, 260])]] * 3
     assert summarise_tracks(far, image_size=(480, 640)).suspected_switches == []
+
+
+def test_follow_drops_low_scores_and_hands_over_smoothed_boxes():
+    import torch
+
+    from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
+    from densepose_ros.tracking.bytetrack import follow
+
+    def result(boxes, scores):
+        n = len(boxes)
+        charts = DensePoseChartOutput(torch.zeros(n, 2, 4, 4), torch.zeros(n, 25, 4, 4),
+                                      torch.zeros(n, 25, 4, 4), torch.zeros(n, 25, 4, 4))
+        return DensePoseResult(torch.tensor(boxes, dtype=torch.float32),
+                               torch.tensor(scores), charts, (480, 640))
+
+    tracker = ByteTracker(TrackerConfig(high_threshold=0.8, box_smoothing=0.5))
+    first, ids = follow(tracker, result([person(100), person(400)], [0.9, 0.9]))
+    assert list(ids) == [1, 2]
+    # the second person drops to 0.5: their track lives on, but they are not published
+    shifted = np.array(person(110)) + [0, 6, 0, 6]
+    second, ids = follow(tracker, result([shifted.tolist(), person(400)], [0.9, 0.5]))
+    assert list(ids) == [1] and len(second) == 1
+    np.testing.assert_allclose(second.boxes[0].numpy(), tracker.boxes_of(ids)[0], atol=1e-4)
+    assert not np.allclose(second.boxes[0].numpy(), shifted)  # smoothed, not the raw box
+    third, ids = follow(tracker, result([person(400)], [0.9]))
+    assert list(ids) == [2]  # the same person, kept alive by the low-score frame

@@ -156,8 +156,14 @@ def follow(tracker: ByteTracker, result: DensePoseResult) -> tuple[DensePoseResu
     """The persons of ``result`` to publish (in their order) and their track ids: those
     scoring at least the tracker's high threshold (the node's score_threshold keeps its
     meaning, the least score of a published person). Lower-scoring detections only keep
-    their tracks alive (a person partly hidden keeps their id) and are dropped."""
+    their tracks alive (a person partly hidden keeps their id) and are dropped. With
+    ``box_smoothing`` the persons take their tracks' smoothed boxes, and their charts are
+    laid over those."""
     scores = result.scores.numpy()
     ids = tracker.update(result.boxes.numpy(), scores)
     kept = (ids > 0) & (scores >= tracker.config.high_threshold)
-    return result.select(torch.from_numpy(kept)), ids[kept]
+    followed = result.select(torch.from_numpy(kept))
+    if tracker.config.box_smoothing > 0 and kept.any():
+        followed.boxes = torch.as_tensor(tracker.boxes_of(ids[kept]),
+                                         dtype=followed.boxes.dtype)
+    return followed, ids[kept]
