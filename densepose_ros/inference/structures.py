@@ -146,6 +146,11 @@ class DensePoseResult:
         keep = torch.as_tensor(keep)
         if keep.dtype == torch.bool:
             keep = torch.nonzero(keep).flatten()
+        if len(keep) and bool((keep == torch.arange(int(keep[0]), int(keep[0]) + len(keep))
+                               ).all()):
+            # a contiguous run (the usual case: the best-scoring persons): views, no copy
+            # of the [N, C, M, M] charts
+            keep = slice(int(keep[0]), int(keep[0]) + len(keep))
         keypoints = None if self.keypoints is None else self.keypoints[keep]
         return DensePoseResult(self.boxes[keep], self.scores[keep], self.charts[keep],
                                self.image_size, self.timings, keypoints)
