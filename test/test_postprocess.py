@@ -153,3 +153,19 @@ def test_overlay_rejects_an_image_of_another_size():
     result = result_of([[10, 20, 42, 52]], [0.9], two_part_chart())
     with pytest.raises(ValueError, match="image is"):
         draw_overlay(np.zeros((100, 100, 3), np.uint8), result)
+
+
+@pytest.mark.parametrize("keep", [[1, 2], [2, 0], [True, False, True], [], [0]])
+def test_select_keeps_exactly_the_chosen_persons_in_order(keep):
+    charts = cat_charts(uniform_chart(3), uniform_chart(7), uniform_chart(11))
+    result = result_of([[0, 0, 10, 10], [5, 5, 20, 20], [9, 9, 30, 40]], [0.9, 0.8, 0.7],
+                       charts)
+    chosen = (np.flatnonzero(keep) if keep and isinstance(keep[0], bool)
+              else np.asarray(keep, dtype=np.int64))
+    picked = result.select(keep)
+    assert len(picked) == len(chosen)
+    np.testing.assert_array_equal(picked.boxes.numpy(), result.boxes.numpy()[chosen])
+    np.testing.assert_array_equal(picked.scores.numpy(), result.scores.numpy()[chosen])
+    # the winning fine channel of each chosen person is the label that person was built with
+    labels = picked.charts.fine_segm.argmax(1)[:, 0, 0].tolist()
+    assert labels == [[3, 7, 11][i] for i in chosen]

@@ -146,6 +146,7 @@ class DensePoseResult:
         keep = torch.as_tensor(keep)
         if keep.dtype == torch.bool:
             keep = torch.nonzero(keep).flatten()
+        keep = keep.long()  # an empty list arrives as float
         if len(keep) and bool((keep == torch.arange(int(keep[0]), int(keep[0]) + len(keep))
                                ).all()):
             # a contiguous run (the usual case: the best-scoring persons): views, no copy
