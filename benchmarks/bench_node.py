@@ -7,6 +7,14 @@ decode (sensor_msgs/Image -> array), charts (per-person IUV at box resolution an
 correspondences), iuv (full-frame IUV image), messages (building DensePersonArray and the
 IUV Image), serialise (CDR, as rclpy does before sending), publish (rclpy publish to a
 subscribed topic). Medians over repeated runs, in milliseconds.
+
+Each case runs three times (column ``tracked``): ``no``, as the node ran before tracking
+existed; ``yes``, the node's defaults today (tracking on: the ByteTrack update and the id
+hand-over, column ``track``; no depth, so no markers); ``3d``, the most the node does per
+person: tracking, plus the rviz markers built and published (``markers``) as with depth, a
+keypoint model and rviz subscribed (markers are built only while someone subscribes).
+Every person then gets the position and the 3D skeleton depth would give, so the markers
+are built in full.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseRe
 from densepose_ros.io.image_codec import decode_image
 from densepose_ros.modeling.config import LIGHT_CONFIG_NAME, get_config
 from densepose_ros.ros.frame_processor import FrameProcessor
+from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig, follow
 
 WIDTH, HEIGHT = 640, 480
 PERSON_COUNTS = (1, 5, 20)
@@ -51,6 +60,21 @@ def synthetic_result(persons: int, seed: int = 0, m: int = 112) -> DensePoseResu
                            image_size=(HEIGHT, WIDTH))
 
 
+def _place_in_3d(outputs) -> None:
+    """Give each person the position and 3D keypoints depth would give (2 m away)."""
+    for person in outputs.persons:
+        x, y, w, h = person.roi
+        keypoints = np.zeros((17, 3), np.float32)
+        keypoints[:, 0] = x + w * np.linspace(0.2, 0.8, 17)
+        keypoints[:, 1] = y + h * np.linspace(0.1, 0.9, 17)
+        keypoints[:, 2] = 0.9
+        person.keypoints = keypoints
+        person.keypoints_xyz = np.column_stack(
+            [(keypoints[:, 0] - WIDTH / 2) / 300, (keypoints[:, 1] - HEIGHT / 2) / 300,
+             np.full(17, 2.0)]).astype(np.float32)
+        person.position = np.median(person.keypoints_xyz, axis=0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_output"))
@@ -61,9 +85,10 @@ def main() -> int:
     from rclpy.node import Node
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
+    from visualization_msgs.msg import MarkerArray
 
     from densepose_ros.msg import DensePersonArray
-    from densepose_ros.ros.messages import image_message, persons_message
+    from densepose_ros.ros.messages import image_message, markers_message, persons_message
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     rclpy.init()
@@ -73,6 +98,8 @@ def main() -> int:
     # Subscribed topics, so publishing really serialises and hands data to DDS.
     node.create_subscription(DensePersonArray, "bench/persons", lambda m: None, 5)
     node.create_subscription(Image, "bench/iuv", lambda m: None, 5)
+    markers_pub = node.create_publisher(MarkerArray, "bench/markers", 5)
+    node.create_subscription(MarkerArray, "bench/markers", lambda m: None, 5)
 
     frame = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     source = Image(height=HEIGHT, width=WIDTH, encoding="bgr8", step=WIDTH * 3)
@@ -81,23 +108,30 @@ def main() -> int:
     results = {}
     print(f"node overhead per frame, {WIDTH}x{HEIGHT}, median of {args.repeats} runs (ms); "
           f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}")
-    header = f"{'M':>4} {'persons':>8} {'decode':>8} {'charts':>8} {'iuv':>8} {'messages':>9} " \
-             f"{'serialise':>10} {'publish':>8} {'total':>8} {'cpu':>8}"
+    header = f"{'M':>4} {'persons':>8} {'tracked':>8} {'decode':>8} {'track':>7} " \
+             f"{'charts':>8} {'iuv':>8} {'messages':>9} {'markers':>8} {'serialise':>10} " \
+             f"{'publish':>8} {'total':>8} {'cpu':>8}"
     print(header)
     light = get_config(LIGHT_CONFIG_NAME).densepose.heatmap_size
-    cases = [(light, n) for n in PERSON_COUNTS] + [(112, n) for n in PERSON_COUNTS]
-    for m, persons in cases:
+    modes = ("no", "yes", "3d")
+    cases = [(m, n, mode) for m in (light, 112) for n in PERSON_COUNTS for mode in modes]
+    for m, persons, mode in cases:
+        tracked = mode != "no"
         result = synthetic_result(persons, m=m)
+        tracker = ByteTracker(TrackerConfig(high_threshold=0.8))
         times: dict[str, list[float]] = {k: [] for k in
-                                          ("decode", "charts", "iuv", "messages", "serialise",
-                                           "publish", "total", "cpu")}
+                                          ("decode", "track", "charts", "iuv", "messages",
+                                           "markers", "serialise", "publish", "total", "cpu")}
         for _ in range(args.repeats):
             c0 = time.process_time()
             t0 = time.perf_counter()
             image = decode_image(source.encoding, source.height, source.width, source.step,
                                  False, source.data)
             t1 = time.perf_counter()
-            outputs = processor.outputs_from_result(result, image, correspondence_stride=8)
+            frame_result, track_ids = follow(tracker, result) if tracked else (result, None)
+            t_track = time.perf_counter() - t1
+            outputs = processor.outputs_from_result(frame_result, image, correspondence_stride=8,
+                                                    track_ids=track_ids)
             t2 = time.perf_counter()
             persons_msg = persons_message(outputs, source.header)
             iuv_msg = image_message(outputs.iuv, "8UC3", source.header)
@@ -108,24 +142,39 @@ def main() -> int:
             persons_pub.publish(persons_msg)
             iuv_pub.publish(iuv_msg)
             t5 = time.perf_counter()
+            t_markers = 0.0
+            if mode == "3d":
+                c_setup = time.process_time()
+                _place_in_3d(outputs)  # what depth gives; not the node's work: not timed
+                c_setup = time.process_time() - c_setup
+                t6 = time.perf_counter()
+                markers_pub.publish(markers_message(outputs, source.header, 0.5))
+                t_markers = time.perf_counter() - t6
+                c0 += c_setup
             # CPU seconds of this process over the frame (serialise excluded): close to the
             # wall time of an idle machine when other jobs compete for the cores
             times["cpu"].append(time.process_time() - c0 - (t4 - t3))
             times["decode"].append(t1 - t0)
+            times["track"].append(t_track)
             times["charts"].append(outputs.timings["charts"])
             times["iuv"].append(outputs.timings["iuv"])
             times["messages"].append(t3 - t2)
+            times["markers"].append(t_markers)
             times["serialise"].append(t4 - t3)
             times["publish"].append(t5 - t4)
             # serialise is measured apart; publish serialises again internally
-            times["total"].append((t3 - t0) + (t5 - t4))
+            times["total"].append((t3 - t0) + (t5 - t4) + t_markers)
             rclpy.spin_once(node, timeout_sec=0)
         medians = {k: 1000 * statistics.median(v) for k, v in times.items()}
-        results[f"M{m}_persons{persons}"] = medians
-        print(f"{m:>4} {persons:>8} {medians['decode']:>8.2f} {medians['charts']:>8.2f} "
-              f"{medians['iuv']:>8.2f} {medians['messages']:>9.2f} {medians['serialise']:>10.2f} "
-              f"{medians['publish']:>8.2f} {medians['total']:>8.2f} {medians['cpu']:>8.2f}")
-    print("total = decode + charts + iuv + messages + publish (publish includes serialising); "
+        results[f"M{m}_persons{persons}" + {"no": "", "yes": "_tracked", "3d": "_tracked_3d"}[
+            mode]] = medians
+        print(f"{m:>4} {persons:>8} {mode:>8} {medians['decode']:>8.2f} "
+              f"{medians['track']:>7.2f} {medians['charts']:>8.2f} {medians['iuv']:>8.2f} "
+              f"{medians['messages']:>9.2f} {medians['markers']:>8.2f} "
+              f"{medians['serialise']:>10.2f} {medians['publish']:>8.2f} "
+              f"{medians['total']:>8.2f} {medians['cpu']:>8.2f}")
+    print("total = decode + track + charts + iuv + messages + publish + markers (publish "
+          "includes serialising); "
           "cpu = process CPU time for the same work")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "node_overhead.json").write_text(json.dumps(

@@ -11,6 +11,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 # Stages timed by the predictor, in pipeline order.
@@ -143,15 +144,15 @@ class DensePoseResult:
 
     def select(self, keep) -> DensePoseResult:
         """The persons ``keep`` selects (bool mask or index array), in that order."""
-        keep = torch.as_tensor(keep)
-        if keep.dtype == torch.bool:
-            keep = torch.nonzero(keep).flatten()
-        keep = keep.long()  # an empty list arrives as float
-        if len(keep) and bool((keep == torch.arange(int(keep[0]), int(keep[0]) + len(keep))
-                               ).all()):
+        # index logic in numpy: a handful of torch ops on tiny tensors cost more than this
+        keep = np.asarray(keep.cpu() if isinstance(keep, torch.Tensor) else keep)
+        keep = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
+        if len(keep) and keep[-1] - keep[0] == len(keep) - 1 and (np.diff(keep) == 1).all():
             # a contiguous run (the usual case: the best-scoring persons): views, no copy
             # of the [N, C, M, M] charts
             keep = slice(int(keep[0]), int(keep[0]) + len(keep))
+        else:
+            keep = torch.from_numpy(keep)
         keypoints = None if self.keypoints is None else self.keypoints[keep]
         return DensePoseResult(self.boxes[keep], self.scores[keep], self.charts[keep],
                                self.image_size, self.timings, keypoints)

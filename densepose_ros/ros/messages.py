@@ -139,15 +139,15 @@ def markers_message(outputs: FrameOutputs, header, lifetime_s: float) -> MarkerA
     return array
 
 
+_SKELETON_ENDS = np.asarray(SKELETON, dtype=np.int64)  # [E, 2] keypoint indices per edge
+
+
 def _skeleton_points(person) -> list[Point]:
     """LINE_LIST points of the skeleton edges whose both keypoints are seen and in 3D."""
     xyz, keypoints = person.keypoints_xyz, person.keypoints
     if len(xyz) == 0:
         return []
     usable = np.isfinite(xyz).all(axis=1) & (keypoints[:, 2] >= KEYPOINT_DRAW_SCORE)
-    points = []
-    for a, b in SKELETON:
-        if usable[a] and usable[b]:
-            points += [Point(x=float(xyz[k, 0]), y=float(xyz[k, 1]), z=float(xyz[k, 2]))
-                       for k in (a, b)]
-    return points
+    ends = _SKELETON_ENDS[usable[_SKELETON_ENDS].all(axis=1)].reshape(-1)
+    # one tolist() and plain floats: a Point per float() call costs twice as much
+    return [Point(x=x, y=y, z=z) for x, y, z in xyz[ends].astype(np.float64).tolist()]

@@ -485,7 +485,9 @@ class DensePoseNode(LifecycleNode):
             self._debug_pub.publish(image_message(outputs.overlay, "bgr8", header))
         if cfg.use_depth and cfg.publish_surface_points and depth is not None:
             self._points_pub.publish(surface_points_message(outputs, header))
-        if cfg.use_depth and cfg.publish_markers and depth is not None:
+        if (cfg.use_depth and cfg.publish_markers and depth is not None
+                and self._markers_pub.get_subscription_count() > 0):
+            # built only while someone (rviz) listens, like the overlay
             self._markers_pub.publish(markers_message(outputs, header, cfg.marker_lifetime))
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9

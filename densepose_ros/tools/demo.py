@@ -6,7 +6,8 @@
 3. The bag is played into the node at its recorded rate, restamped with the current time as
    a live camera would stamp it; everything the node publishes is recorded to an output
    bag, and the overlay frames are written as PNGs.
-4. A summary (frames in/out, dropped, fps, latency, backend) is printed and written to
+4. A summary (frames in/out, dropped, fps, latency, backend, tracks and the likely ID
+   switches with the overlay frames that show them) is printed and written to
    ``summary.json``/``summary.md``.
 """
 
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 
 from densepose_ros import paths
+from densepose_ros.evaluation.tracking import summarise_tracks
 from densepose_ros.io import bag_io
 
 DEMO_SECONDS = 5.0
@@ -93,6 +95,10 @@ class _OutputRecorder:
         self.writer = bag_io.BagWriter(output_bag)
         self.overlay_dir = overlay_dir
         self.outputs = self.persons = self.overlays = self.max_persons = 0
+        # per output frame (by stamp): the tracked (id, box) pairs, and its overlay file
+        self.tracked: dict[int, list[tuple[int, list[float]]]] = {}
+        self.overlay_files: dict[int, str] = {}
+        self.image_size = (576, 768)
         self.diagnostics: dict[str, str] = {}
         # A reliable reader, as ros2 bag records.
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -119,6 +125,9 @@ class _OutputRecorder:
 
         msg = deserialize_message(raw, DensePersonArray)
         self.outputs += 1
+        self.tracked[_stamp_ns(msg.header)] = [
+            (p.id, [p.roi.x_offset, p.roi.y_offset, p.roi.x_offset + p.roi.width,
+                    p.roi.y_offset + p.roi.height]) for p in msg.persons if p.id > 0]
         self.persons += len(msg.persons)
         self.max_persons = max(self.max_persons, len(msg.persons))
 
@@ -128,7 +137,10 @@ class _OutputRecorder:
 
         msg = deserialize_message(raw, Image)
         image = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
-        cv2.imwrite(str(self.overlay_dir / f"overlay_{self.overlays:04d}.png"), image)
+        name = f"overlay_{self.overlays:04d}.png"
+        cv2.imwrite(str(self.overlay_dir / name), image)
+        self.overlay_files[_stamp_ns(msg.header)] = name
+        self.image_size = (msg.height, msg.width)
         self.overlays += 1
 
     def _on_diagnostics(self, raw: bytes) -> None:
@@ -138,6 +150,29 @@ class _OutputRecorder:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def _tracking_summary(recorder: _OutputRecorder) -> dict:
+    """Tracks seen and the likely ID switches, each with the overlay frames to check it by
+    eye (the frame before and the frame of the change)."""
+    stamps = sorted(recorder.tracked)
+    summary = summarise_tracks([recorder.tracked[s] for s in stamps], recorder.image_size)
+    switches = []
+    for index, old_id, new_id in summary.suspected_switches:
+        frames = [recorder.overlay_files.get(stamps[k], "?") for k in (index - 1, index)]
+        switches.append(f"#{old_id} -> #{new_id} ({' / '.join(frames)})")
+    lengths = sorted(summary.lengths.values())
+    return {
+        "tracks": summary.tracks,
+        "tracks_over_10_frames": sum(n > 10 for n in lengths),
+        "median_track_frames": float(np.median(lengths)) if lengths else 0.0,
+        "suspected_id_switches": len(switches),
+        "suspected_id_switch_frames": switches,
+    }
 
 
 def _wait_for_node(spin, publisher, node: subprocess.Popen, log_path: Path) -> None:
@@ -198,6 +233,7 @@ def _summary(video: Path, frames: int, play_time: float, recorder: _OutputRecord
         "persons_in_recorded_messages": recorder.persons,
         "max_persons_in_a_frame": recorder.max_persons,
         "overlay_frames": recorder.overlays,
+        **_tracking_summary(recorder),
         "output_bag": str(out / "output_bag"),
         "overlays": str(out / "overlays"),
         "node_log": str(out / "node.log"),

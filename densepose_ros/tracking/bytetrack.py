@@ -68,10 +68,12 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    # degenerate boxes (zero union) have IoU 0
+    return inter / np.maximum(union, 1e-9)
 
 
 def _match(tracks: list[Track], boxes: np.ndarray, min_iou: float
@@ -80,7 +82,10 @@ def _match(tracks: list[Track], boxes: np.ndarray, min_iou: float
     unmatched track and detection indices."""
     if not tracks or len(boxes) == 0:
         return [], list(range(len(tracks))), list(range(len(boxes)))
-    iou = iou_matrix(np.stack([t.predicted() for t in tracks]), boxes)
+    # every track's predicted() at once
+    predicted = (np.array([t.box for t in tracks]) + np.array([t.velocity for t in tracks])
+                 * np.array([t.misses + 1 for t in tracks], dtype=np.float64)[:, None])
+    iou = iou_matrix(predicted, boxes)
     rows, cols = linear_sum_assignment(-iou)
     pairs = [(r, c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou]
     matched_t = {r for r, _ in pairs}
