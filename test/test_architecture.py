@@ -30,7 +30,7 @@ ALLOWED = {
 }
 # The only modules that may import rclpy, ROS message packages or densepose_ros.msg.
 ROS_MODULES = {"densepose_ros.ros.node", "densepose_ros.ros.messages",
-               "densepose_ros.tools.demo"}
+               "densepose_ros.tools.demo", "densepose_ros.tools.bag_infer"}
 ROS_PACKAGES = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "rcl_interfaces",
                 "lifecycle_msgs", "builtin_interfaces", "geometry_msgs", "visualization_msgs"}
 

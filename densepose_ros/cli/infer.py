@@ -1,11 +1,13 @@
-"""``densepose infer``: run DensePose on images, folders and videos.
+"""``densepose infer``: run DensePose on images, folders, videos and rosbag2 recordings.
 
-    densepose infer photo.jpg frames/ clip.mp4 --weights r50.pth --out results/
+    densepose infer photo.jpg frames/ clip.mp4 robot_bag/ --weights r50.pth --out results/
 
 For each image ``NAME`` it writes ``NAME_overlay.png`` (parts coloured over the image, boxes,
 scores), ``NAME_iuv.png`` (I, U*255, V*255 as the B, G, R bytes of the PNG, i.e. channel 0 = I
 when read back with OpenCV) and ``NAME.json``. For each video it writes ``NAME_overlay.mp4``
-and ``NAME.json`` with one entry per frame. Boxes are in source-image pixels.
+and ``NAME.json`` with one entry per frame. Boxes are in source-image pixels. For each bag
+(a rosbag2 folder, sqlite3 or mcap) it writes ``NAME_densepose/``, a bag of the node's own
+messages for every frame, and ``NAME_densepose.json`` (``tools/bag_infer.py``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig, follow
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+BAG_FILE_SUFFIXES = {".db3", ".mcap"}
+# Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path,
-                        help="images, folders of images, or videos")
+                        help="images, folders of images, videos, or rosbag2 folders")
     parser.add_argument("--weights", default=None,
                         help="weights: a file (our .pth), an ONNX export folder, or a model-zoo "
                              "name (`densepose models`; downloaded once); default: the "
@@ -42,10 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("auto", "torch", "onnxruntime", "tensorrt"),
                         help="inference backend (auto: the fastest available, reason printed); "
                              "--weights may be an ONNX export folder for onnxruntime/tensorrt")
-    parser.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+    parser.add_argument("--score-threshold", type=float, default=None,
                         help="minimum detection score of a person drawn and written "
                              f"(default {DEFAULT_SCORE_THRESHOLD}, as the node)")
-    parser.add_argument("--chart-mode", choices=CHART_MODES, default=DEFAULT_CHART_MODE,
+    parser.add_argument("--chart-mode", choices=CHART_MODES, default=None,
                         help="exact: charts resampled as detectron2 does (default); fast: "
                              "decided on the predictor grid, cheaper")
     parser.add_argument("--resize", default="default",
@@ -57,14 +62,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
                              "else fp16)")
     parser.add_argument("--no-tracking", action="store_true",
-                        help="videos: do not follow people over frames (every id is 0)")
+                        help="videos and bags: do not follow people over frames (every id is 0)")
+    bags = parser.add_argument_group(
+        "bags", "rosbag2 folders: every frame of one image topic, processed as the node does "
+        "with its parameters (defaults, or --params-file; the options above override)")
+    bags.add_argument("--topic", default=None,
+                      help="the Image or CompressedImage topic (default: the bag's only one)")
+    bags.add_argument("--storage", choices=("sqlite3", "mcap"), default=None,
+                      help="storage format of the output bag (default: the input's)")
+    bags.add_argument("--debug-image", action="store_true",
+                      help="also record densepose/debug_image (the overlay)")
+    bags.add_argument("--params-file", type=Path, default=None,
+                      help="the node's ROS parameter file (e.g. config/densepose.yaml), for "
+                           "outputs identical to a node started with it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _collect(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    images, videos = [], []
+def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(images, videos, bags) named by ``paths``."""
+    images, videos, bags = [], [], []
     for path in paths:
-        if path.is_dir():
+        if path.is_dir() and ((path / "metadata.yaml").is_file()
+                              or any(p.suffix in BAG_FILE_SUFFIXES for p in path.iterdir())):
+            bags.append(path)  # a rosbag2 folder; without metadata.yaml, an unfinished one
+        elif path.is_dir():
             images += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         elif not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
@@ -72,10 +93,13 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[Path]]:
             videos.append(path)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)
+        elif path.suffix.lower() in BAG_FILE_SUFFIXES:
+            raise ValueError(f"{path}: give the bag's folder (the one with metadata.yaml), "
+                             "not one of its files")
         else:
-            raise ValueError(f"{path}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                             f"or video ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    return images, videos
+            raise ValueError(f"{path}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), "
+                             f"video ({', '.join(sorted(VIDEO_SUFFIXES))}) or rosbag2 folder")
+    return images, videos, bags
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:
@@ -102,6 +126,16 @@ def persons_json(result, persons) -> list[dict]:
     return out
 
 
+def _node_config(args: argparse.Namespace):
+    """The node's parameters for bags: its defaults or --params-file, then the options given
+    here."""
+    from densepose_ros.tools.bag_infer import node_config
+
+    return node_config(args.params_file, no_tracking=args.no_tracking,
+                       score_threshold=args.score_threshold, chart_mode=args.chart_mode,
+                       no_resize=args.resize == "none")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -113,13 +147,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resize not in ("default", "none"):
         return user_error("infer", f"--resize must be 'default' or 'none', got {args.resize!r}")
-    weights = args.weights or default_model_path()
+    try:
+        images, videos, bags = _collect(args.paths)
+        node_config = _node_config(args) if bags else None
+    except (FileNotFoundError, ValueError) as error:
+        return user_error("infer", error)
+    if args.score_threshold is None:
+        args.score_threshold = DEFAULT_SCORE_THRESHOLD
+    if args.chart_mode is None:
+        args.chart_mode = DEFAULT_CHART_MODE
+    weights = args.weights or (node_config.weights if node_config else "") or \
+        default_model_path()
     if weights is None:
         return user_error("infer", "no --weights given and no default model is installed; "
                           "convert model-zoo weights with `densepose import-d2` and pass "
                           "--weights")
     try:
-        images, videos = _collect(args.paths)
         backend, reason = create_backend(args.backend, weights, args.device,
                                          tensorrt_precision=args.trt_precision)
         # Videos are tracked: lower-scoring detections may continue a track.
@@ -134,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, BackendUnavailable, ModelZooError) as error:
         return user_error("infer", error)
     print(f"densepose infer: {backend.describe()} ({reason})", file=sys.stderr)
-    if not images and not videos:
-        return user_error("infer", "no images or videos found")
+    if not images and not videos and not bags:
+        return user_error("infer", "no images, videos or bags found")
     args.out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     failures = 0
@@ -151,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             person.track_id = int(track_id)
         return result, persons
 
-    for path in tqdm(images, desc="images", unit="img", disable=args.no_progress):
+    for path in tqdm(images, desc="images", unit="img", disable=args.no_progress or not images):
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
             print(f"densepose infer: cannot read image {path}", file=sys.stderr)
@@ -168,9 +211,40 @@ def run(args: argparse.Namespace) -> int:
 
     for path in videos:
         failures += _process_video(path, args, used, process, draw_overlay)
-    print(f"wrote results for {len(images)} image(s) and {len(videos)} video(s) to {args.out}")
+    for path in bags:
+        outcome = _process_bag(path, args, backend, node_config)
+        if outcome == INTERRUPTED:
+            return INTERRUPTED
+        failures += outcome
+    print(f"wrote results for {len(images)} image(s), {len(videos)} video(s) and "
+          f"{len(bags)} bag(s) to {args.out}")
     # some inputs could not be read: the user's files, not the tool
     return USER_ERROR if failures else 0
+
+
+def _process_bag(path: Path, args, backend, node_config) -> int:
+    """0 when the whole bag was processed; 1 for a bag that could not be (fully) read;
+    INTERRUPTED after Ctrl-C. Whatever was processed is in the output bag either way."""
+    from densepose_ros.tools import bag_infer
+
+    try:
+        report = bag_infer.infer_bag(
+            path, args.out, backend, node_config, topic=args.topic, storage=args.storage,
+            debug_image=args.debug_image, progress=not args.no_progress)
+    except bag_infer.BagInferError as error:
+        bag_infer.warn(str(error))
+        return 1
+    print(bag_infer.describe(report))
+    if report.interrupted:
+        bag_infer.warn(f"interrupted: {report.output} holds the {report.frames_processed} "
+                       "frames processed so far and is a complete, readable bag")
+        return INTERRUPTED
+    if report.read_error:
+        bag_infer.warn(f"bag {path} is damaged: {report.read_error}. The "
+                       f"{report.frames_read} frames that could be read are processed, in "
+                       f"{report.output}")
+        return 1
+    return 0
 
 
 def _process_video(path: Path, args, used: set[str], process, draw_overlay) -> int:

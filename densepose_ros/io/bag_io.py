@@ -64,17 +64,126 @@ def read_bag(path: str | Path, topics: list[str] | None = None) -> Iterator[BagM
             yield BagMessage(connection.topic, connection.msgtype, timestamp, bytes(data))
 
 
+# rosbag2 storage formats (metadata.yaml's storage_identifier), both read and written.
+STORAGES = ("sqlite3", "mcap")
+
+
+def bag_storage(path: str | Path) -> str:
+    """The storage format of the rosbag2 folder ``path``; ValueError if it is not one."""
+    import yaml
+
+    metadata = Path(path) / "metadata.yaml"
+    try:
+        info = yaml.safe_load(metadata.read_text())["rosbag2_bagfile_information"]
+        return str(info["storage_identifier"])
+    except FileNotFoundError:
+        raise ValueError(f"{path}: not a rosbag2 folder (no metadata.yaml)") from None
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        raise ValueError(f"{metadata}: unreadable bag metadata ({error})") from None
+
+
+def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
+    """Topic -> (ROS type name, message count) of a rosbag2."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+
+
+def storage_files(path: str | Path) -> list[Path]:
+    """The storage files (``*.mcap``, ``*.db3``) of a rosbag2 folder, in name order (a split
+    recording's parts in sequence)."""
+    return sorted(p for p in Path(path).iterdir() if p.suffix in (".mcap", ".db3"))
+
+
+class BagDamaged(Exception):
+    """Raised by :func:`salvage_messages` where a storage file stops being readable."""
+
+
+def salvage_messages(path: str | Path, topics: list[str] | None = None
+                     ) -> Iterator[BagMessage]:
+    """The messages of a damaged or unfinished rosbag2 (no metadata.yaml, a truncated MCAP
+    file, a corrupt SQLite page), read straight from its storage files in file order, up to
+    the first unreadable point, where :class:`BagDamaged` is raised naming the file."""
+    for file in storage_files(path):
+        reader = _salvage_mcap if file.suffix == ".mcap" else _salvage_sqlite
+        try:
+            for message in reader(file):
+                if topics is None or message.topic in topics:
+                    yield message
+        except Exception as error:  # each storage library has its own error types
+            detail = f"{type(error).__name__}: {error}".rstrip(": ")
+            raise BagDamaged(f"{file} is unreadable from here on ({detail})") from error
+
+
+def salvage_topics(path: str | Path) -> tuple[dict[str, tuple[str, int]], str | None]:
+    """Topic -> (type, readable message count) of a damaged or unfinished rosbag2 (a full
+    pass over what can be read), and where reading stopped (None: everything was read)."""
+    topics: dict[str, tuple[str, int]] = {}
+    try:
+        for message in salvage_messages(path):
+            count = topics.get(message.topic, (message.msgtype, 0))[1]
+            topics[message.topic] = (message.msgtype, count + 1)
+    except BagDamaged as error:
+        return topics, str(error)
+    return topics, None
+
+
+def _salvage_mcap(file: Path) -> Iterator[BagMessage]:
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    with file.open("rb") as stream:
+        for record in StreamReader(stream).records:
+            if isinstance(record, Schema):
+                schemas[record.id] = record.name
+            elif isinstance(record, Channel):
+                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+            elif isinstance(record, Message) and record.channel_id in channels:
+                topic, msgtype = channels[record.channel_id]
+                yield BagMessage(topic, msgtype, record.log_time, bytes(record.data))
+
+
+def _salvage_sqlite(file: Path) -> Iterator[BagMessage]:
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    try:
+        topics = {row[0]: (row[1], row[2]) for row in
+                  connection.execute("SELECT id, name, type FROM topics")}
+        last = -1
+        # one row at a time by rowid: everything before a corrupt page is still read
+        while True:
+            row = connection.execute(
+                "SELECT id, topic_id, timestamp, data FROM messages WHERE id > ? "
+                "ORDER BY id LIMIT 1", (last,)).fetchone()
+            if row is None:
+                return
+            last = row[0]
+            topic, msgtype = topics.get(row[1], ("", ""))
+            yield BagMessage(topic, msgtype, row[2], bytes(row[3]))
+    finally:
+        connection.close()
+
+
 class BagWriter:
-    """Writes raw CDR messages to a new rosbag2 (sqlite3), one connection per topic."""
+    """Writes raw CDR messages to a new rosbag2, one connection per topic. ``storage``:
+    sqlite3 (rosbag2's default before Iron) or mcap (the default since)."""
 
-    def __init__(self, path: str | Path):
-        from rosbags.rosbag2 import Writer
+    def __init__(self, path: str | Path, storage: str = "sqlite3"):
+        from rosbags.rosbag2 import StoragePlugin, Writer
 
-        self._writer = Writer(Path(path), version=9)
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(Path(path), version=9, storage_plugin=plugin)
         self._writer.open()
         self._connections = {}
 
     def write(self, topic: str, msgtype: str, timestamp_ns: int, data: bytes) -> None:
+        """One message, stored at ``timestamp_ns`` (the bag's receive time)."""
         connection = self._connections.get(topic)
         if connection is None:
             connection = self._writer.add_connection(topic, msgtype, typestore=typestore())
@@ -112,7 +221,7 @@ def image_to_cdr(image_bgr: np.ndarray, stamp_ns: int, frame_id: str) -> bytes:
 def video_to_image_bag(
     video: str | Path, bag: str | Path, *, topic: str = "/camera/image_raw",
     frame_id: str = "camera_optical_frame", max_frames: int | None = None,
-    start_ns: int = 1_700_000_000_000_000_000,
+    start_ns: int = 1_700_000_000_000_000_000, storage: str = "sqlite3",
 ) -> int:
     """Write the frames of a video as ``sensor_msgs/Image`` messages at the video's rate.
 
@@ -128,7 +237,7 @@ def video_to_image_bag(
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     period_ns = int(1e9 / fps)
     count = 0
-    with BagWriter(bag) as writer:
+    with BagWriter(bag, storage) as writer:
         while max_frames is None or count < max_frames:
             ok, frame = capture.read()
             if not ok:

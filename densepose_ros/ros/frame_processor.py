@@ -22,8 +22,9 @@ from densepose_ros.inference.correspondences import (
     sample_correspondences,
 )
 from densepose_ros.inference.structures import DensePoseResult
-from densepose_ros.runtime.base import Backend
-from densepose_ros.tracking.bytetrack import ByteTracker, follow
+from densepose_ros.ros.node_config import NodeConfig
+from densepose_ros.runtime.base import Backend, InferenceSettings
+from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig, follow
 
 
 @dataclass
@@ -202,3 +203,27 @@ class FrameProcessor:
         outputs = self.outputs_from_result(result, image_bgr, track_ids=track_ids, **kwargs)
         outputs.timings["inference"] = inference
         return outputs
+
+
+def apply_node_settings(backend: Backend, tracker: ByteTracker | None, cfg: NodeConfig) -> None:
+    """The node's detection and tracking parameters -> the backend and the tracker. The node
+    and ``densepose infer`` on bags both call this, so they compute the same outputs."""
+    threshold = cfg.score_threshold
+    if tracker is not None:
+        # With tracking, lower-scoring detections are needed too: they may continue a track.
+        threshold = min(cfg.score_threshold, cfg.track_low_threshold)
+        tracker.config = TrackerConfig(
+            high_threshold=cfg.score_threshold, low_threshold=cfg.track_low_threshold,
+            track_buffer=cfg.track_buffer, box_smoothing=cfg.track_box_smoothing)
+    backend.configure(InferenceSettings(
+        score_threshold=threshold, nms_threshold=cfg.nms_threshold,
+        max_detections=cfg.max_persons,
+        resize_shortest_edge=cfg.resize_shortest_edge, resize_max_size=cfg.resize_max_size,
+    ))
+
+
+def node_process_options(cfg: NodeConfig) -> dict:
+    """Keyword arguments of :meth:`FrameProcessor.process` that the node's parameters set."""
+    return {"correspondence_stride": cfg.correspondence_stride,
+            "chart_max_size": cfg.chart_max_size, "chart_mode": cfg.chart_mode,
+            "want_iuv": cfg.publish_iuv}

@@ -1,5 +1,6 @@
-"""Core results -> ROS messages: ``DensePersonArray``, ``sensor_msgs/Image`` and
-``PointCloud2`` of one frame's ``FrameOutputs`` (the node's only message construction)."""
+"""Core results -> ROS messages: ``DensePersonArray``, ``sensor_msgs/Image``,
+``PointCloud2`` and ``MarkerArray`` of one frame's ``FrameOutputs``, and input image messages
+-> arrays: the only message construction of the node and of ``densepose infer`` on bags."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import array
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
-from sensor_msgs.msg import Image, PointCloud2, PointField
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from visualization_msgs.msg import Marker, MarkerArray
 
 from densepose_ros.inference.postprocess import KEYPOINT_DRAW_SCORE, SKELETON
@@ -38,6 +39,15 @@ def _typed_array(typecode: str, values: np.ndarray, dtype) -> array.array:
     out = array.array(typecode)
     out.frombytes(np.ascontiguousarray(values, dtype=dtype).tobytes())
     return out
+
+
+def image_array(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:
+    """A ``sensor_msgs/Image`` or ``CompressedImage`` as an HxWx3 BGR array; raises
+    ``image_codec.ImageDecodeError`` for what cannot be decoded."""
+    if isinstance(msg, CompressedImage):
+        return image_codec.decode_compressed(msg.format, msg.data, max_pixels=max_pixels)
+    return image_codec.decode_image(msg.encoding, msg.height, msg.width, msg.step,
+                                    bool(msg.is_bigendian), msg.data, max_pixels=max_pixels)
 
 
 def persons_message(outputs: FrameOutputs, header) -> DensePersonArray:

@@ -34,18 +34,23 @@ from visualization_msgs.msg import MarkerArray
 from densepose_ros.inference.correspondences import CameraIntrinsics
 from densepose_ros.io import image_codec
 from densepose_ros.msg import DensePersonArray
-from densepose_ros.ros.frame_processor import FrameProcessor
+from densepose_ros.ros.frame_processor import (
+    FrameProcessor,
+    apply_node_settings,
+    node_process_options,
+)
 from densepose_ros.ros.frame_slot import LatestFrameSlot, NodeStats
 from densepose_ros.ros.input_watchdog import InputWatchdog, PublisherQoS, needs_new_subscription
 from densepose_ros.ros.messages import (
+    image_array,
     image_message,
     markers_message,
     persons_message,
     surface_points_message,
 )
 from densepose_ros.ros.node_config import NodeConfig, check_value
-from densepose_ros.runtime import InferenceSettings, create_backend
-from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig
+from densepose_ros.runtime import create_backend
+from densepose_ros.tracking.bytetrack import ByteTracker
 
 # Output QoS: reliable so rviz and recorders get every result (and large images reach
 # best-effort and best-available readers intact); shallow to never pile up.
@@ -287,20 +292,7 @@ class DensePoseNode(LifecycleNode):
     def _apply_settings(self) -> None:
         """Hand the detection settings to the backend (on the worker, between frames)."""
         self._settings_changed.clear()
-        cfg = self.config
-        tracker = self._processor.tracker
-        # With tracking, lower-scoring detections are needed too: they may continue a track.
-        threshold = cfg.score_threshold
-        if tracker is not None:
-            threshold = min(cfg.score_threshold, cfg.track_low_threshold)
-            tracker.config = TrackerConfig(
-                high_threshold=cfg.score_threshold, low_threshold=cfg.track_low_threshold,
-                track_buffer=cfg.track_buffer, box_smoothing=cfg.track_box_smoothing)
-        self._backend.configure(InferenceSettings(
-            score_threshold=threshold, nms_threshold=cfg.nms_threshold,
-            max_detections=cfg.max_persons,
-            resize_shortest_edge=cfg.resize_shortest_edge, resize_max_size=cfg.resize_max_size,
-        ))
+        apply_node_settings(self._backend, self._processor.tracker, self.config)
 
     # --- input -----------------------------------------------------------------------------
     def _input_qos(self) -> QoSProfile:
@@ -404,13 +396,7 @@ class DensePoseNode(LifecycleNode):
             self.get_logger().warning(text)
 
     def _decode(self, msg) -> np.ndarray:
-        if isinstance(msg, CompressedImage):
-            return image_codec.decode_compressed(
-                msg.format, msg.data, max_pixels=self.config.max_image_pixels)
-        return image_codec.decode_image(
-            msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data,
-            max_pixels=self.config.max_image_pixels,
-        )
+        return image_array(msg, self.config.max_image_pixels)
 
     def _depth_for(self, header) -> tuple[np.ndarray | None, CameraIntrinsics | None]:
         with self._depth_lock:
@@ -468,11 +454,8 @@ class DensePoseNode(LifecycleNode):
         depth, intrinsics = self._depth_for(frame.msg.header) if cfg.use_depth else (None, None)
         want_overlay = cfg.publish_debug_image and self._debug_pub.get_subscription_count() > 0
         outputs = self._processor.process(
-            image, correspondence_stride=cfg.correspondence_stride,
-            chart_max_size=cfg.chart_max_size, chart_mode=cfg.chart_mode,
-            want_iuv=cfg.publish_iuv,
-            want_overlay=want_overlay, depth_m=depth, intrinsics=intrinsics,
-        )
+            image, **node_process_options(cfg), want_overlay=want_overlay, depth_m=depth,
+            intrinsics=intrinsics)
         if not self._publishers_ready:
             return  # deactivated while this frame was in flight
         header = frame.msg.header

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
@@ -146,6 +147,35 @@ class NodeConfig:
         """Raise ValueError naming the first parameter outside its range or choices."""
         for spec in self.specs():
             check_value(spec.name, getattr(self, spec.name))
+
+    @classmethod
+    def from_params_file(cls, path, node_name: str = "densepose") -> NodeConfig:
+        """The parameters a ROS parameter file (``--params-file``, like
+        ``config/densepose.yaml``) gives the node ``node_name``: its ``/**`` section, then its
+        own (``densepose`` or ``/densepose``). ValueError for an unreadable file, an unknown
+        name or a wrong value or type."""
+        import yaml
+
+        try:
+            document = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"cannot read parameter file {path}: {error}") from None
+        params: dict[str, Any] = {}
+        for section in ("/**", node_name, f"/{node_name}"):
+            entry = document.get(section) if isinstance(document, dict) else None
+            if isinstance(entry, dict):
+                params.update(entry.get("ros__parameters") or {})
+        fields = {f.name: f for f in cls.specs()}
+        unknown = sorted(set(params) - set(fields))
+        if unknown:
+            raise ValueError(f"{path}: unknown parameter(s) {', '.join(unknown)}")
+        for name, value in params.items():
+            kind = type(fields[name].default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                params[name] = value = float(value)  # YAML's 1 for 1.0, as ROS accepts
+            if type(value) is not kind:
+                raise ValueError(f"{path}: {name} must be a {kind.__name__}, got {value!r}")
+        return cls().replace(**params)
 
     def replace(self, **changes: Any) -> NodeConfig:
         new = dataclasses.replace(self, **changes)
