@@ -111,3 +111,24 @@ def test_readme_parameter_table_is_current():
     assert markdown_table() in (ROOT / "README.md").read_text(), (
         "README parameter table is stale: paste `python -m densepose_ros.ros.node_config`"
     )
+
+
+def test_parameter_files_read_as_the_node_reads_them(tmp_path):
+    """`densepose infer` on bags takes the node's --params-file: the `/**` section, then the
+    node's own; unknown names and wrong types are refused with the file named."""
+    from densepose_ros.ros.node_config import NodeConfig
+
+    assert NodeConfig.from_params_file(ROOT / "config" / "densepose.yaml") == NodeConfig()
+    params = tmp_path / "robot.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    score_threshold: 0.6\n    tracking: false\n"
+                      "densepose:\n  ros__parameters:\n    score_threshold: 1\n"
+                      "    chart_mode: fast\n")
+    config = NodeConfig.from_params_file(params)
+    assert (config.score_threshold, config.tracking, config.chart_mode) == (1.0, False, "fast")
+    for text, words in (("/**:\n  ros__parameters:\n    score_treshold: 0.5\n", "score_treshold"),
+                        ("/**:\n  ros__parameters:\n    tracking: 'yes'\n", "tracking"),
+                        ("/**:\n  ros__parameters:\n    chart_mode: blocky\n", "chart_mode"),
+                        ("/**: [", "cannot read")):
+        params.write_text(text)
+        with pytest.raises(ValueError, match=words):
+            NodeConfig.from_params_file(params)
