@@ -24,7 +24,8 @@ ALLOWED = {
     "runtime": {"export", "inference", "modeling", "io", "paths"},
     "tracking": {"inference"},
     "ros": {"runtime", "inference", "io", "paths", "msg", "tracking"},
-    "tools": {"evaluation", "ros", "runtime", "inference", "io", "paths", "msg", "tracking"},
+    "tools": {"evaluation", "ros", "runtime", "inference", "io", "paths", "msg", "tracking",
+              "data", "synth"},
     "cli": {"data", "evaluation", "export", "inference", "io", "modeling", "paths", "runtime",
             "synth", "training", "tools", "tracking"},
 }

@@ -20,7 +20,9 @@ from densepose_ros.cli.common import INTERNAL_ERROR, USER_ERROR
 # verb -> (module under densepose_ros.cli, one-line help). The single place verbs are listed.
 VERBS: dict[str, tuple[str, str]] = {
     "import-d2": ("import_d2", "convert detectron2 model-zoo weights (.pkl/.pth) to our format"),
-    "infer": ("infer", "run DensePose on images, folders or videos; write overlays, IUV, JSON"),
+    "infer": ("infer", "run DensePose on images, folders, videos or bags; overlays, IUV, JSON, "
+                       "bags of the node's messages"),
+    "label": ("label", "a teacher's pseudo-labels for bags, videos, images: training data"),
     "bench": ("bench", "per-stage CPU/GPU timings of the model"),
     "export": ("export", "export a model to ONNX"),
     "build-engine": ("build_engine", "build a TensorRT engine from an ONNX file (GPU only)"),
