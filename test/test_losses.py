@@ -144,6 +144,8 @@ def test_gather_chart_targets_selects_rois_matched_to_annotated_persons():
             has_dense=torch.tensor([c > 0 for c in dense_counts]), point_instance=point_instance,
             point_xy=torch.arange(2 * p, dtype=torch.float32).reshape(p, 2),
             point_part=torch.arange(1, p + 1), point_uv=torch.zeros(p, 2),
+            point_uv_weight=torch.arange(p, dtype=torch.float32),
+            point_probs=torch.zeros(p, 25), point_is_soft=torch.zeros(p, dtype=bool),
             segm=torch.zeros(n, 256, 256, dtype=torch.uint8), has_segm=torch.ones(n, dtype=bool),
             keypoints=torch.zeros(n, 17, 3))
 
@@ -156,5 +158,43 @@ def test_gather_chart_targets_selects_rois_matched_to_annotated_persons():
     assert index.tolist() == [0, 3]  # RoI 0 of image 1, RoI 0 of image 2 (3 + 0)
     assert packed.point_roi.tolist() == [0, 0, 1, 1, 1]
     assert packed.point_part.tolist() == [1, 2, 1, 2, 3]
+    assert packed.point_uv_weight.tolist() == [0, 1, 0, 1, 2]  # each point's own weight
+    assert packed.point_probs.shape == (5, 25) and not packed.point_is_soft.any()
     torch.testing.assert_close(packed.gt_boxes[1], torch.tensor([5.0, 5.0, 15.0, 15.0]))
     torch.testing.assert_close(packed.roi_boxes[1], torch.tensor([4.0, 4.0, 16.0, 16.0]))
+
+
+def test_distillation_soft_part_targets_and_uv_weights():
+    """Teacher targets: soft part probabilities and U/V only where the teacher is sure.
+    Three points exactly on cells of the 4x4 grid, so the sampled logits are the cells'."""
+    torch.manual_seed(0)
+    fine = torch.randn(1, 25, M, M, requires_grad=True)
+    u = torch.rand(1, 25, M, M)
+    v = torch.rand(1, 25, M, M)
+    coarse = torch.zeros(1, 2, M, M)
+    xy = [[0.0, 0.0], [64.0, 0.0], [128.0, 64.0]]  # grid cells (0,0), (0,1), (1,2)
+    cells = [(0, 0), (0, 1), (1, 2)]
+    parts = [3, 7, 11]
+    uv = [[0.2, 0.3], [0.6, 0.1], [0.9, 0.9]]
+    logits = torch.stack([fine[0, :, r, c] for r, c in cells]).detach()
+    # soft targets equal to the student's own probabilities at point 0, one-hot at point 1
+    probs = torch.zeros(3, 25)
+    probs[0] = torch.softmax(logits[0], 0)
+    probs[1, 7] = 1.0
+    targets = _targets(xy, parts, uv)
+    targets.point_probs = probs
+    targets.point_is_soft = torch.tensor([True, True, False])
+    targets.point_uv_weight = torch.tensor([1.0, 0.0, 1.0])  # unsure at point 1
+    weights = DensePoseLossWeights(points=1.0, part=1.0, segm=0.0)
+    losses = densepose_chart_losses(coarse, fine, u, v, targets, weights)
+    log_p = F.log_softmax(logits, dim=1)
+    expected_i = (-(probs[0] * log_p[0]).sum() - log_p[1, 7] - log_p[2, 11]) / 3
+    torch.testing.assert_close(losses.loss_densepose_I, expected_i)
+    # U/V: point 1 (weight 0) contributes nothing
+    expected_u = sum(F.smooth_l1_loss(u[0, p, r, c], torch.tensor(t[0]))
+                     for (r, c), p, t, w in zip(cells, parts, uv, [1, 0, 1], strict=True) if w)
+    torch.testing.assert_close(losses.loss_densepose_U, expected_u)
+    # the soft target equal to the student's own distribution has zero gradient there
+    losses.loss_densepose_I.backward()
+    assert torch.allclose(fine.grad[0, :, 0, 0], torch.zeros(25), atol=1e-7)
+    assert fine.grad[0, :, 0, 1].abs().sum() > 0

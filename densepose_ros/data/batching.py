@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from densepose_ros.data.coco import DP_FRAME_SIZE
+from densepose_ros.data.coco import DP_FRAME_SIZE, NUM_CHARTS
 from densepose_ros.data.transforms import Sample
 from densepose_ros.inference.preprocess import network_batch
 from densepose_ros.modeling.config import InputConfig
@@ -27,6 +27,9 @@ class ImageTargets:
         point_xy: [P, 2] float32 point (x, y) on the 256 x 256 frame of its person's box.
         point_part: [P] int64 chart I of each point, 1..24.
         point_uv: [P, 2] float32 chart coordinates (U, V).
+        point_uv_weight: [P] float32 weight of each point's U/V loss (1 for annotations).
+        point_probs: [P, 25] float32 soft part targets where ``point_is_soft``, else 0.
+        point_is_soft: [P] bool points with soft part targets (distillation).
         segm: [N, 256, 256] uint8 coarse part labels over each box (0 background, 1..14);
             zeros where ``has_segm`` is False.
         has_segm: [N] bool persons with part masks.
@@ -41,6 +44,9 @@ class ImageTargets:
     point_xy: torch.Tensor
     point_part: torch.Tensor
     point_uv: torch.Tensor
+    point_uv_weight: torch.Tensor
+    point_probs: torch.Tensor
+    point_is_soft: torch.Tensor
     segm: torch.Tensor
     has_segm: torch.Tensor
     keypoints: torch.Tensor
@@ -78,6 +84,7 @@ def sample_targets(sample: Sample) -> ImageTargets:
     has_segm = np.zeros(n, bool)
     keypoints = np.zeros((n, NUM_KEYPOINTS, 3), np.float32)
     point_instance, point_xy, point_part, point_uv = [], [], [], []
+    point_uv_weight, point_probs, point_is_soft = [], [], []
     has_dense = np.zeros(n, bool)
     for k, inst in enumerate(sample.instances):
         boxes[k] = inst.box
@@ -91,6 +98,13 @@ def sample_targets(sample: Sample) -> ImageTargets:
         point_xy.append(np.stack([dense.x, dense.y], axis=1).astype(np.float32))
         point_part.append(dense.part.astype(np.int64))
         point_uv.append(np.stack([dense.u, dense.v], axis=1).astype(np.float32))
+        count = len(dense.part)
+        point_uv_weight.append(np.ones(count, np.float32) if dense.uv_weight is None
+                               else dense.uv_weight.astype(np.float32))
+        soft = dense.part_probs is not None
+        point_probs.append(dense.part_probs.astype(np.float32) if soft
+                           else np.zeros((count, NUM_CHARTS + 1), np.float32))
+        point_is_soft.append(np.full(count, soft))
         if dense.segm is not None:
             segm[k] = dense.segm
             has_segm[k] = True
@@ -106,6 +120,9 @@ def sample_targets(sample: Sample) -> ImageTargets:
         point_xy=cat(point_xy, (0, 2), np.float32),
         point_part=cat(point_part, (0,), np.int64),
         point_uv=cat(point_uv, (0, 2), np.float32),
+        point_uv_weight=cat(point_uv_weight, (0,), np.float32),
+        point_probs=cat(point_probs, (0, NUM_CHARTS + 1), np.float32),
+        point_is_soft=cat(point_is_soft, (0,), np.bool_),
         segm=torch.from_numpy(segm), has_segm=torch.from_numpy(has_segm),
         keypoints=torch.from_numpy(keypoints))
 

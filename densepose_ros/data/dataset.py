@@ -39,6 +39,11 @@ class DatasetSpec:
             DensePose ``UV_symmetry_transforms.mat``/``.npz``, or None (no flipping).
         ratio: relative share of this source in a mix.
         name: label of the source (defaults to the JSON's file name).
+        kind: "coco" (the annotated points) or "distill" (a ``densepose label`` folder:
+            the teacher's dense charts, ``data/distill.py``).
+        uv_confidence, soft_targets, point_stride: distill only: least teacher probability
+            of a pixel with a U/V target; use the stored teacher probabilities as soft part
+            targets; take every n-th pixel in x and y.
     """
 
     annotations: Path | str
@@ -46,6 +51,10 @@ class DatasetSpec:
     symmetry: str | None = None
     ratio: float = 1.0
     name: str = ""
+    kind: str = "coco"
+    uv_confidence: float = 0.8
+    soft_targets: bool = True
+    point_stride: int = 1
 
 
 def default_images_dir(annotations: Path | str) -> Path:
@@ -170,7 +179,14 @@ class MixedDataset(Dataset):
 def build_training_dataset(specs: list[DatasetSpec], augmentation: AugmentationConfig | None,
                            length: int | None = None, seed: int = 0) -> Dataset:
     """One dataset per spec, mixed by their ratios (a single spec is used as is)."""
-    datasets = [DensePoseCocoDataset(spec, augmentation, train=True) for spec in specs]
+    from densepose_ros.data.distill import DistillDataset
+
+    kinds = {"coco": DensePoseCocoDataset, "distill": DistillDataset}
+    for spec in specs:
+        if spec.kind not in kinds:
+            raise ValueError(f"{spec.annotations}: dataset type must be one of "
+                             f"{', '.join(kinds)}, got {spec.kind!r}")
+    datasets = [kinds[spec.kind](spec, augmentation, train=True) for spec in specs]
     if len(datasets) == 1 and length is None:
         return datasets[0]
     return MixedDataset(datasets, [spec.ratio for spec in specs], length, seed)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from densepose_ros.data.coco import DP_FRAME_SIZE
-from densepose_ros.data.symmetry import COARSE_MIRROR, KEYPOINT_MIRROR, ChartSymmetry
+from densepose_ros.data.symmetry import CHART_MIRROR, COARSE_MIRROR, KEYPOINT_MIRROR, ChartSymmetry
 from densepose_ros.inference.preprocess import resized_shape
 
 
@@ -28,6 +28,10 @@ class DenseTarget:
         u, v: [P] float32 chart coordinates.
         segm: [256, 256] uint8 coarse part labels over the box (0 background, 1..14), or
             None when the person has no part masks.
+        uv_weight: [P] float32 weight of each point's U/V loss (0: no U/V target there,
+            e.g. where a teacher is unsure), or None: 1 everywhere.
+        part_probs: [P, 25] float32 soft part targets (a teacher's probabilities of
+            background and the 24 charts), or None: ``part`` is a hard target.
     """
 
     x: np.ndarray
@@ -36,6 +40,8 @@ class DenseTarget:
     u: np.ndarray
     v: np.ndarray
     segm: np.ndarray | None
+    uv_weight: np.ndarray | None = None
+    part_probs: np.ndarray | None = None
 
 
 @dataclass
@@ -136,9 +142,11 @@ def horizontal_flip(sample: Sample, symmetry: ChartSymmetry) -> Sample:
             segm = None
             if dense.segm is not None:
                 segm = COARSE_MIRROR[dense.segm[:, ::-1]].astype(np.uint8)
+            probs = None if dense.part_probs is None else dense.part_probs[:, CHART_MIRROR]
             dense = DenseTarget(x=(DP_FRAME_SIZE - dense.x).astype(np.float32), y=dense.y,
                                 part=np.asarray(part, np.int64), u=np.asarray(u, np.float32),
-                                v=np.asarray(v, np.float32), segm=segm)
+                                v=np.asarray(v, np.float32), segm=segm,
+                                uv_weight=dense.uv_weight, part_probs=probs)
         instances.append(replace(inst, box=box, keypoints=keypoints, dense=dense))
     return replace(sample, image=image, instances=instances)
 

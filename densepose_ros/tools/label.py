@@ -6,7 +6,8 @@ Output layout (``label_sources``)::
 
     DIR/images/000000.jpg ...   the sampled frames
     DIR/annotations.json        DensePose-COCO: box, mask, dp_masks, sampled dp points per
-                                person the teacher found (category person = 1), plus
+                                person the teacher found (category person = 1; the
+                                person's ``map_instance`` value in the maps), plus
                                 ``images[i].source`` / ``.frame`` (where each came from)
     DIR/maps/000000.npz         the teacher's dense charts (like ``synth --save-maps``):
                                 part (H, W) uint8 0 background, 1..24 charts, 255 unsure
@@ -339,7 +340,9 @@ def _label_frame(frame: SourceFrame, number: int, out_dir: Path, backend,
     for k in range(maps.num_persons):
         ann = person_annotation(sure, k, writer_config, rng)
         if ann is not None:
-            anns.append({**ann, "score": round(float(result.scores[k]), 4)})
+            # map_instance: the person's value in the maps' instance image
+            anns.append({**ann, "score": round(float(result.scores[k]), 4),
+                         "map_instance": k + 1})
     record = {"id": number + 1, "file_name": f"{stem}.jpg", "width": width, "height": height,
               "source": frame.source, "frame": frame.index}
     return record, anns

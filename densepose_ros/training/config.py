@@ -40,6 +40,15 @@ class DatasetEntry:
     symmetry: str | None = "anny"
     # Relative share of this source in the mix.
     ratio: float = 1.0
+    # "coco": the annotated points; "distill": a `densepose label` folder, trained on the
+    # teacher's dense charts (every sure pixel; soft part targets when stored).
+    type: str = "coco"
+    # distill: least teacher probability of a pixel that gets a U/V target.
+    uv_confidence: float = 0.8
+    # distill: the teacher's stored part probabilities as soft targets (else its labels).
+    soft_targets: bool = True
+    # distill: every n-th pixel in x and y (1: every pixel).
+    point_stride: int = 1
 
 
 @dataclass

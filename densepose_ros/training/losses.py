@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from densepose_ros.data.batching import ImageTargets
-from densepose_ros.data.coco import DP_FRAME_SIZE
+from densepose_ros.data.coco import DP_FRAME_SIZE, NUM_CHARTS
 
 
 @dataclass
@@ -59,6 +59,9 @@ class ChartTargets:
         point_uv: [P, 2] float annotated (U, V).
         segm: [R, 256, 256] int64 coarse part labels over the annotation box (0..14).
         has_segm: [R] bool RoIs whose annotation has part masks.
+        point_uv_weight: [P] float weight of each point's U/V loss (None: 1).
+        point_probs: [P, 25] float soft part targets where ``point_is_soft`` (None: none).
+        point_is_soft: [P] bool points whose part target is ``point_probs`` (None: none).
     """
 
     roi_boxes: torch.Tensor
@@ -69,6 +72,9 @@ class ChartTargets:
     point_uv: torch.Tensor
     segm: torch.Tensor
     has_segm: torch.Tensor
+    point_uv_weight: torch.Tensor | None = None
+    point_probs: torch.Tensor | None = None
+    point_is_soft: torch.Tensor | None = None
 
 
 @dataclass
@@ -105,6 +111,7 @@ def gather_chart_targets(targets: list[ImageTargets], roi_boxes: list[torch.Tens
     """
     index, rois, gts, segms, has_segm = [], [], [], [], []
     point_roi, point_xy, point_part, point_uv = [], [], [], []
+    point_uv_weight, point_probs, point_is_soft = [], [], []
     offset, count = 0, 0
     for image_targets, boxes, matches in zip(targets, roi_boxes, matched_gt, strict=True):
         matches = matches.to(torch.int64)
@@ -122,6 +129,9 @@ def gather_chart_targets(targets: list[ImageTargets], roi_boxes: list[torch.Tens
             point_xy.append(image_targets.point_xy[of_gt])
             point_part.append(image_targets.point_part[of_gt])
             point_uv.append(image_targets.point_uv[of_gt])
+            point_uv_weight.append(image_targets.point_uv_weight[of_gt])
+            point_probs.append(image_targets.point_probs[of_gt])
+            point_is_soft.append(image_targets.point_is_soft[of_gt])
             count += 1
         offset += boxes.shape[0]
     device = roi_boxes[0].device if roi_boxes else torch.device("cpu")
@@ -139,7 +149,10 @@ def gather_chart_targets(targets: list[ImageTargets], roi_boxes: list[torch.Tens
         point_roi=cat(point_roi, (0,), torch.int64), point_xy=cat(point_xy, (0, 2)),
         point_part=cat(point_part, (0,), torch.int64), point_uv=cat(point_uv, (0, 2)),
         segm=stack(segms, (0, DP_FRAME_SIZE, DP_FRAME_SIZE), torch.int64),
-        has_segm=torch.tensor(has_segm, dtype=torch.bool, device=device))
+        has_segm=torch.tensor(has_segm, dtype=torch.bool, device=device),
+        point_uv_weight=cat(point_uv_weight, (0,)),
+        point_probs=cat(point_probs, (0, NUM_CHARTS + 1)),
+        point_is_soft=cat(point_is_soft, (0,), torch.bool))
 
 
 @dataclass
@@ -215,6 +228,18 @@ def resample_segm_to_rois(targets: ChartTargets, grid_size: int) -> torch.Tensor
     return labels[:, 0].round().long()
 
 
+def _part_loss(fine_at_points: torch.Tensor, part: torch.Tensor, targets: ChartTargets,
+               valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the fine logits at the points, averaged over them: against the
+    annotated chart, or against a teacher's probabilities where the point has soft
+    targets (distillation)."""
+    hard = F.cross_entropy(fine_at_points, part, reduction="none")
+    if targets.point_is_soft is None or not bool(targets.point_is_soft[valid].any()):
+        return hard.mean()
+    soft = -(targets.point_probs[valid] * F.log_softmax(fine_at_points, dim=1)).sum(dim=1)
+    return torch.where(targets.point_is_soft[valid], soft, hard).mean()
+
+
 def densepose_chart_losses(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, u: torch.Tensor,
                            v: torch.Tensor, targets: ChartTargets,
                            weights: DensePoseLossWeights | None = None) -> DensePoseLosses:
@@ -242,14 +267,18 @@ def densepose_chart_losses(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, u
                                           "w_y")))
         part = targets.point_part[valid]
         fine_at_points = sample_at_points(fine_segm, rois[valid], valid_sampling)
-        loss_i = F.cross_entropy(fine_at_points, part) * weights.part
+        loss_i = _part_loss(fine_at_points, part, targets, valid) * weights.part
         foreground = part > 0
         chart = part[:, None]
         u_at = sample_at_points(u, rois[valid], valid_sampling).gather(1, chart)[:, 0]
         v_at = sample_at_points(v, rois[valid], valid_sampling).gather(1, chart)[:, 0]
         uv = targets.point_uv[valid]
-        loss_u = F.smooth_l1_loss(u_at[foreground], uv[foreground, 0], reduction="sum")
-        loss_v = F.smooth_l1_loss(v_at[foreground], uv[foreground, 1], reduction="sum")
+        uv_weight = (torch.ones_like(uv[:, 0]) if targets.point_uv_weight is None
+                     else targets.point_uv_weight[valid].to(uv.dtype))[foreground]
+        loss_u = (F.smooth_l1_loss(u_at[foreground], uv[foreground, 0], reduction="none")
+                  * uv_weight).sum()
+        loss_v = (F.smooth_l1_loss(v_at[foreground], uv[foreground, 1], reduction="none")
+                  * uv_weight).sum()
         loss_u, loss_v = loss_u * weights.points, loss_v * weights.points
     else:
         loss_i = fine_segm.sum() * 0.0
