@@ -163,3 +163,31 @@ def test_cli_parses_size_and_person_ranges():
     for bad in (["--size", "640"], ["--persons", "3..1"], ["--persons", "a..b"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["--out", "x", *bad])
+
+
+def test_robot_domain_look_and_bag(tmp_path):
+    """`--domain robot --bag`: the same people under the robot's camera and light (darker,
+    warmer than the default look of the same seed), and the frames as a readable bag."""
+    from rosbags.rosbag2 import Reader
+
+    from densepose_ros.io.bag_io import typestore
+
+    means = {}
+    for domain in ("default", "robot"):
+        out = tmp_path / domain
+        args = ["synth", "--num", "3", "--seed", "4", "--out", str(out), "--size", "240x180",
+                "--workers", "1", "--no-progress", "--preview", "0", "--domain", domain]
+        assert cli_main(args + (["--bag"] if domain == "robot" else [])) == 0
+        images = [cv2.imread(str(p)) for p in sorted((out / "images").glob("*.jpg"))]
+        means[domain] = np.mean([im.reshape(-1, 3).mean(axis=0) for im in images], axis=0)
+    blue, red = 0, 2  # OpenCV's BGR
+    assert means["robot"].sum() < 0.8 * means["default"].sum()  # dim light
+    assert means["robot"][red] / means["robot"][blue] > \
+        means["default"][red] / means["default"][blue]  # warm light
+    with Reader(tmp_path / "robot" / "bag") as reader:
+        messages = list(reader.messages())
+    assert [c.topic for c, _, _ in messages] == ["/camera/color/image_raw"] * 3
+    first = typestore().deserialize_cdr(messages[0][2], "sensor_msgs/msg/Image")
+    stored = cv2.imread(str(tmp_path / "robot" / "images" / "000000.jpg"))
+    assert (first.height, first.width) == (180, 240)
+    np.testing.assert_array_equal(first.data.reshape(180, 240, 3), stored)

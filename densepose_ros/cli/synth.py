@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from densepose_ros.cli.common import size_wxh, user_error
-from densepose_ros.synth.scene import SceneConfig
+from densepose_ros.synth.scene import DOMAINS, SceneConfig
 from densepose_ros.synth.sequence import SequenceConfig
 from densepose_ros.synth.writer import WriterConfig
 
@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with ground-truth identities (tracking evaluation)")
     parser.add_argument("--frames", type=int, default=SequenceConfig().frames,
                         help="with --sequence: frames per clip")
+    parser.add_argument("--domain", choices=tuple(DOMAINS), default="default",
+                        help="scene preset: 'robot' is a low, upward-looking wide-angle "
+                             "camera in dim warm light (densepose_ros/synth/scene.py)")
+    parser.add_argument("--bag", action="store_true",
+                        help="also write the images, in order at 10 Hz, as a rosbag2 "
+                             "(DIR/bag, sensor_msgs/Image on /camera/color/image_raw): a "
+                             "recording to run `densepose infer`/`label` on")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -53,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sequence:
         return _sequences(args)
     scene = dataclasses.replace(SceneConfig(), width=args.size[0], height=args.size[1],
-                                persons=args.persons)
+                                persons=args.persons, **DOMAINS[args.domain])
     config = WriterConfig(num_images=args.num, seed=args.seed, workers=args.workers,
                           image_format=args.format, save_maps=args.save_maps,
                           preview_images=args.preview, scene=scene)
@@ -61,7 +68,24 @@ def run(args: argparse.Namespace) -> int:
     with_dp = sum("dp_I" in a for a in coco["annotations"])
     print(f"wrote {len(coco['images'])} images, {len(coco['annotations'])} people "
           f"({with_dp} with DensePose points) to {args.out}")
+    if args.bag:
+        _write_bag(args.out, coco)
     return 0
+
+
+def _write_bag(out: Path, coco: dict) -> None:
+    import cv2
+
+    from densepose_ros.io.bag_io import BagWriter, image_to_cdr
+
+    start, period = 1_700_000_000_000_000_000, 100_000_000
+    with BagWriter(out / "bag", "mcap") as writer:
+        for k, image in enumerate(coco["images"]):
+            frame = cv2.imread(str(out / "images" / image["file_name"]), cv2.IMREAD_COLOR)
+            stamp = start + k * period
+            writer.write("/camera/color/image_raw", "sensor_msgs/msg/Image", stamp,
+                         image_to_cdr(frame, stamp, "camera_color_optical_frame"))
+    print(f"wrote {len(coco['images'])} frames to the bag {out / 'bag'}")
 
 
 def _sequences(args: argparse.Namespace) -> int:

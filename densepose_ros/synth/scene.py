@@ -57,6 +57,9 @@ class SceneConfig:
     real_background_prob: chance of a photo background (when sample data is present).
     occluder_prob: chance of boxes (tables, counters) standing in front of someone.
     blur_sigma_px, noise_sigma: image degradations (noise in 0..255 units).
+    brightness: range of a global light level (1: as rendered); colour_cast: fixed R, G, B
+        gains of the light (a domain's look; image only, the labels do not change);
+        cast_jitter: each channel's random gain is drawn from 1 +- this.
     """
 
     width: int = 320
@@ -72,7 +75,30 @@ class SceneConfig:
     occluder_prob: float = 0.25
     blur_sigma_px: tuple[float, float] = (0.0, 1.0)
     noise_sigma: tuple[float, float] = (1.0, 6.0)
+    brightness: tuple[float, float] = (1.0, 1.0)
+    colour_cast: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    cast_jitter: float = 0.1
     body: BodyConfig = field(default_factory=BodyConfig)
+
+
+# Scene presets ("domains") of `densepose synth --domain`. "robot": the camera of a small
+# indoor robot, a look the bundled model never trained on: low (0.35-0.6 m) and tilted up,
+# a wide lens (95-110 degrees), people close by (1.2-4 m), no photo backgrounds, dim warm
+# light, a noisy and soft sensor.
+DOMAINS: dict[str, dict] = {
+    "default": {},
+    "robot": {"camera_height_m": (0.35, 0.6), "camera_pitch_deg": (-18.0, -6.0),
+              "hfov_deg": (95.0, 110.0), "distance_m": (1.2, 4.0),
+              "real_background_prob": 0.0, "noise_sigma": (8.0, 14.0),
+              "blur_sigma_px": (0.8, 1.6), "brightness": (0.45, 0.7),
+              "colour_cast": (1.25, 1.0, 0.7)},
+    # Domain randomisation: every camera height, tilt, lens, distance and light within wide
+    # ranges (a teacher trained on it has seen no robot image, only broad variation).
+    "randomized": {"camera_height_m": (0.3, 2.2), "camera_pitch_deg": (-20.0, 16.0),
+                   "hfov_deg": (40.0, 112.0), "distance_m": (1.0, 8.0),
+                   "noise_sigma": (1.0, 14.0), "blur_sigma_px": (0.0, 1.6),
+                   "brightness": (0.4, 1.2), "cast_jitter": 0.35},
+}
 
 
 @dataclass(frozen=True)
@@ -638,7 +664,11 @@ def _finish_image(rng: np.random.Generator, config: SceneConfig, image: np.ndarr
     sigma = rng.uniform(*config.blur_sigma_px)
     if sigma > 0.3:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
-    image = image * rng.uniform(0.9, 1.1, size=3).astype(np.float32)  # colour cast
+    jitter = config.cast_jitter
+    image = image * rng.uniform(1 - jitter, 1 + jitter, size=3).astype(np.float32)  # cast
+    if config.brightness != (1.0, 1.0) or config.colour_cast != (1.0, 1.0, 1.0):
+        # a domain's light (drawn only then: default scenes keep their random draws)
+        image *= rng.uniform(*config.brightness) * np.asarray(config.colour_cast, np.float32)
     image += rng.normal(0, rng.uniform(*config.noise_sigma), size=image.shape).astype(np.float32)
     return np.clip(image, 0, 255).astype(np.uint8)
 
