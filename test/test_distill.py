@@ -85,6 +85,14 @@ def test_many_dense_pixels_share_one_persons_uv_weight():
                                     uv_confidence=0.8, soft_targets=False)
     assert len(target.part) == 600
     np.testing.assert_allclose(target.uv_weight.sum(), ANNOTATED_POINTS_PER_PERSON, rtol=1e-5)
+    # at most max_points of them, a different subset for another draw, all of the person
+    draws = [dense_target_from_maps(maps, 1, np.array([0.0, 0.0, 30.0, 20.0]),
+                                    uv_confidence=0.8, soft_targets=False, max_points=150,
+                                    rng=np.random.default_rng(seed)) for seed in (1, 2)]
+    assert [len(d.part) for d in draws] == [150, 150]
+    assert not np.array_equal(draws[0].x, draws[1].x)
+    np.testing.assert_allclose(draws[0].uv_weight.sum(), ANNOTATED_POINTS_PER_PERSON,
+                               rtol=1e-5)
 
 
 def test_training_mixes_distillation_and_synthetic_data(tmp_path):
@@ -109,8 +117,9 @@ def test_training_mixes_distillation_and_synthetic_data(tmp_path):
                "--size", "320x240", "--workers", "1", "--no-progress")
     assert done.returncode == 0, done.stderr
 
+    # every pixel (max_points 0) to count them
     dataset = DistillDataset(DatasetSpec(tmp_path / "labels" / "annotations.json",
-                                         symmetry="anny", kind="distill"))
+                                         symmetry="anny", kind="distill", max_points=0))
     sparse = json.loads((tmp_path / "labels" / "annotations.json").read_text())
     points = [inst.dense for i in range(len(dataset)) for inst in dataset.load(i).instances]
     assert all(d is not None and d.part_probs is not None for d in points)

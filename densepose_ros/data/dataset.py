@@ -41,9 +41,10 @@ class DatasetSpec:
         name: label of the source (defaults to the JSON's file name).
         kind: "coco" (the annotated points) or "distill" (a ``densepose label`` folder:
             the teacher's dense charts, ``data/distill.py``).
-        uv_confidence, soft_targets, point_stride: distill only: least teacher probability
-            of a pixel with a U/V target; use the stored teacher probabilities as soft part
-            targets; take every n-th pixel in x and y.
+        uv_confidence, soft_targets, point_stride, max_points: distill only: least teacher
+            probability of a pixel with a U/V target; use the stored teacher probabilities
+            as soft part targets; take every n-th pixel in x and y; at most this many
+            pixels per person each time an image is drawn (0: all).
     """
 
     annotations: Path | str
@@ -55,6 +56,7 @@ class DatasetSpec:
     uv_confidence: float = 0.8
     soft_targets: bool = True
     point_stride: int = 1
+    max_points: int = 300
 
 
 def default_images_dir(annotations: Path | str) -> Path:

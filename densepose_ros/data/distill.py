@@ -1,12 +1,16 @@
 """Distillation data: ``densepose label`` output, trained on the teacher's dense charts.
 
-Each person's DensePose target becomes every sure foreground pixel of the teacher's charts
-in its box (``point_stride`` thins them), instead of the ~100 sampled ``dp_*`` points:
+Each person's DensePose target becomes the sure foreground pixels of the teacher's charts
+in its box (``point_stride`` thins them; each time an image is drawn, a fresh random subset
+of at most ``max_points`` per person, so over a run every pixel is used), instead of the
+~100 sampled ``dp_*`` points:
 part targets everywhere (the teacher's probabilities as soft targets when ``densepose label
 --keep-probs`` stored them and ``soft_targets`` is on), U/V targets only where the
 teacher's part probability reaches ``uv_confidence``, weighted so that a person's U/V loss
 weighs what ~100 annotated points would. The coarse segmentation target stays
-the annotation's ``dp_masks``. Layout of the maps: ``densepose_ros/tools/label.py``.
+the annotation's ``dp_masks``. Layout of the maps: ``densepose_ros/tools/label.py``;
+``densepose synth --save-maps`` output (exact labels) and ``densepose label --inpaint``
+output (a teacher's densified annotations) read the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from densepose_ros.data.coco import DP_FRAME_SIZE, NUM_CHARTS
 from densepose_ros.data.dataset import DatasetSpec, DensePoseCocoDataset
@@ -27,10 +32,11 @@ ANNOTATED_POINTS_PER_PERSON = 100
 
 def dense_target_from_maps(maps, instance_id: int, box_xyxy: np.ndarray, *,
                            uv_confidence: float, soft_targets: bool, point_stride: int = 1,
+                           max_points: int = 0, rng: np.random.Generator | None = None,
                            segm: np.ndarray | None = None) -> DenseTarget | None:
     """The teacher's target for person ``instance_id`` (1-based, the maps' ``instance``) of
-    the box ``box_xyxy`` (image pixels): its sure pixels, on the box's 256 frame; None
-    when it has none."""
+    the box ``box_xyxy`` (image pixels): its sure pixels, on the box's 256 frame (at most
+    ``max_points`` of them, drawn with ``rng``; 0: all); None when it has none."""
     x0, y0, x1, y1 = (float(c) for c in box_xyxy)
     height, width = maps["part"].shape
     c0, r0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
@@ -46,10 +52,18 @@ def dense_target_from_maps(maps, instance_id: int, box_xyxy: np.ndarray, *,
     rows, cols = np.nonzero(mine)
     if len(rows) == 0:
         return None
+    if max_points and len(rows) > max_points:
+        # every RoI matched to the person is trained on its points: tens of thousands of
+        # pixels times dozens of RoIs would make a step take seconds
+        keep = np.sort((rng or np.random.default_rng(0)).choice(len(rows), max_points,
+                                                                 replace=False))
+        rows, cols = rows[keep], cols[keep]
     rows_img, cols_img = rows + r0, cols + c0
     x = ((cols_img + 0.5 - x0) / (x1 - x0) * DP_FRAME_SIZE).astype(np.float32)
     y = ((rows_img + 0.5 - y0) / (y1 - y0) * DP_FRAME_SIZE).astype(np.float32)
-    confidence = maps["confidence"][region][rows, cols].astype(np.float32)
+    # exact labels (`densepose synth --save-maps`) have no confidence: sure everywhere
+    confidence = (maps["confidence"][region][rows, cols].astype(np.float32)
+                  if "confidence" in maps else np.ones(len(rows), np.float32))
     probs = None
     if soft_targets and "probs" in maps:
         probs = _teacher_probabilities(maps, instance_id - 1, rows_img, cols_img)
@@ -96,6 +110,9 @@ class DistillDataset(DensePoseCocoDataset):
             maps = np.load(path)
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read the teacher maps {path}: {error}") from None
+        # a fresh subset of each person's pixels every time the image is drawn: over the run
+        # every sure pixel is trained on (torch seeds each loader worker differently)
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, ()).item()))
         instances = []
         for annotation, instance in zip(record.instances, sample.instances, strict=True):
             map_id = self._map_instance.get(annotation.id)
@@ -105,7 +122,7 @@ class DistillDataset(DensePoseCocoDataset):
                 dense = dense_target_from_maps(
                     maps, int(map_id), instance.box, uv_confidence=self.spec.uv_confidence,
                     soft_targets=self.spec.soft_targets, point_stride=self.spec.point_stride,
-                    segm=segm)
+                    max_points=self.spec.max_points, rng=rng, segm=segm)
             instances.append(replace(instance, dense=dense if dense is not None
                                      else instance.dense))
         return replace(sample, instances=instances)

@@ -236,6 +236,11 @@ class TeacherMaps:
     instance: np.ndarray
     confidence: np.ndarray
     keypoints: np.ndarray
+    # every foreground pixel, sure or not: the chart decided there and the person 1..P
+    # (the person's mask, box and part masks come from these; its points only from sure
+    # pixels)
+    chart: np.ndarray | None = None
+    body: np.ndarray | None = None
 
     @property
     def num_persons(self) -> int:
@@ -251,6 +256,8 @@ def teacher_maps(result: DensePoseResult, height: int, width: int,
     v = np.zeros((height, width), np.float32)
     instance = np.zeros((height, width), np.uint8)
     confidence = np.zeros((height, width), np.float16)
+    chart = np.zeros((height, width), np.uint8)
+    body_map = np.zeros((height, width), np.uint8)
     persons = person_iuv_charts(result, "exact")
     for k in reversed(range(len(persons))):
         person = persons[k]
@@ -268,11 +275,12 @@ def teacher_maps(result: DensePoseResult, height: int, width: int,
         confidence[frame][body] = probability[inside][body]
         instance[frame][body] = 0
         instance[frame][body & sure] = k + 1
+        chart[frame][body], body_map[frame][body] = labels[body], k + 1
     keypoints = np.zeros((len(persons), 17, 3), np.float32)
     if result.keypoints is not None:
         keypoints = result.keypoints.float().numpy().copy()
         keypoints[..., 2] = np.where(keypoints[..., 2] > 0.05, 2, 0)  # COCO visibility
-    return TeacherMaps(part, u, v, instance, confidence, keypoints)
+    return TeacherMaps(part, u, v, instance, confidence, keypoints, chart, body_map)
 
 
 # --- the writer ----------------------------------------------------------------------------
@@ -314,6 +322,17 @@ def label_sources(sources: list[Path], out_dir: Path, backend, config: LabelConf
     return coco
 
 
+def _sure_points_only(ann: dict, part: np.ndarray) -> dict:
+    """The annotation without the dp points that fall on unsure pixels."""
+    x, y, w, h = ann["bbox"]
+    cols = np.floor(x + np.asarray(ann["dp_x"]) / 256 * w).astype(np.int64)
+    rows = np.floor(y + np.asarray(ann["dp_y"]) / 256 * h).astype(np.int64)
+    keep = part[np.clip(rows, 0, part.shape[0] - 1), np.clip(cols, 0, part.shape[1] - 1)] \
+        != UNSURE
+    return {**ann, **{key: [value for value, kept in zip(ann[key], keep, strict=True) if kept]
+                      for key in ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")}}
+
+
 def _label_frame(frame: SourceFrame, number: int, out_dir: Path, backend,
                  config: LabelConfig, symmetry, writer_config) -> tuple[dict, list[dict]]:
     image = frame.image
@@ -334,11 +353,15 @@ def _label_frame(frame: SourceFrame, number: int, out_dir: Path, backend,
         arrays["boxes"] = result.boxes.float().numpy()
     np.savez_compressed(out_dir / "maps" / f"{stem}.npz", **arrays)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, number]))
-    # the annotation writer reads charts only where a person is sure: unsure is no part
-    sure = dataclasses.replace(maps, part=np.where(maps.part == UNSURE, 0, maps.part))
+    # box, mask and part masks from all of the person's pixels (a box of the sure pixels
+    # alone loses hands and feet, and the student learns too small boxes); points only
+    # where the teacher is sure
+    whole = dataclasses.replace(maps, part=maps.chart, instance=maps.body)
     anns = []
     for k in range(maps.num_persons):
-        ann = person_annotation(sure, k, writer_config, rng)
+        ann = person_annotation(whole, k, writer_config, rng)
+        if ann is not None and "dp_x" in ann:
+            ann = _sure_points_only(ann, maps.part)
         if ann is not None:
             # map_instance: the person's value in the maps' instance image
             anns.append({**ann, "score": round(float(result.scores[k]), 4),

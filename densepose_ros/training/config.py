@@ -49,6 +49,10 @@ class DatasetEntry:
     soft_targets: bool = True
     # distill: every n-th pixel in x and y (1: every pixel).
     point_stride: int = 1
+    # distill: at most this many pixels per person each time an image is drawn, a fresh
+    # random subset each time (every RoI on a person trains on all of its points, so tens
+    # of thousands would make a step take seconds); 0: all.
+    max_points: int = 300
 
 
 @dataclass

@@ -132,7 +132,8 @@ class EndlessShuffle(Sampler[int]):
 def build_loader(cfg: TrainConfig, model_cfg: ModelConfig, seed: int) -> DataLoader:
     specs = [DatasetSpec(e.annotations, images=e.images, symmetry=e.symmetry, ratio=e.ratio,
                          kind=e.type, uv_confidence=e.uv_confidence,
-                         soft_targets=e.soft_targets, point_stride=e.point_stride)
+                         soft_targets=e.soft_targets, point_stride=e.point_stride,
+                         max_points=e.max_points)
              for e in cfg.datasets]
     try:
         dataset = build_training_dataset(specs, cfg.augmentation, seed=cfg.seed)
