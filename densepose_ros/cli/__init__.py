@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "build-engine": ("build_engine", "build a TensorRT engine from an ONNX file (GPU only)"),
     "synth": ("synth", "render synthetic DensePose training data from the Anny body model"),
     "train": ("train", "train DensePose R-CNN"),
+    "train-inpainter": ("train_inpainter", "train the teacher that densifies sparse annotations"),
     "eval": ("eval", "evaluate weights on a DensePose-COCO style annotation file"),
     "track-eval": ("track_eval", "MOTA / IDF1 / ID switches of the tracker on synthetic clips"),
     "models": ("models", "list the DensePose model zoo (metrics, cached or not)"),

@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-probs", action="store_true",
                         help="also store each person's part probabilities (soft targets)")
     parser.add_argument("--seed", type=int, default=d.seed, help="dp point sampling seed")
+    parser.add_argument("--inpaint", action="store_true",
+                        help="densify a sparse DensePose-COCO file (SOURCES: its JSON) with "
+                             "an inpainting teacher (--teacher: `densepose train-inpainter` "
+                             "output) instead of labelling frames with a detector")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="--inpaint: the images folder (default: images/ next to the JSON)")
     parser.add_argument("--backend", default="auto",
                         choices=("auto", "torch", "onnxruntime", "tensorrt"))
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -66,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return user_error("label", "--every must be >= 1 and --max-frames >= 0")
     if args.out.exists() and any(args.out.iterdir()):
         return user_error("label", f"{args.out} exists and is not empty: choose a new --out")
+    if args.inpaint:
+        return _inpaint(args)
     try:
         symmetry = load_symmetry(args.symmetry) if args.symmetry else None
         if args.flip and symmetry is None:
@@ -82,4 +90,21 @@ def run(args: argparse.Namespace) -> int:
         return user_error("label", error)
     print(f"densepose label: {len(coco['images'])} frames, {len(coco['annotations'])} persons "
           f"-> {args.out / 'annotations.json'}")
+    return 0
+
+
+def _inpaint(args: argparse.Namespace) -> int:
+    from densepose_ros.training.inpaint import inpaint_annotations, load_inpainter
+
+    if len(args.sources) != 1 or args.sources[0].suffix != ".json":
+        return user_error("label", "--inpaint takes one DensePose-COCO annotation file")
+    try:
+        model = load_inpainter(Path(args.teacher))
+        coco = inpaint_annotations(args.sources[0], args.out, model, args.images,
+                                   progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as error:
+        return user_error("label", error)
+    dense = sum("map_instance" in a for a in coco["annotations"])
+    print(f"densepose label: {dense} of {len(coco['annotations'])} persons densified -> "
+          f"{args.out / 'annotations.json'}")
     return 0

@@ -4,7 +4,8 @@ Output layout (``write_dataset``)::
 
     DIR/images/000000.jpg ...     the rendered images (RGB)
     DIR/annotations.json          COCO instances + DensePose fields, category person = 1
-    DIR/maps/000000.npz           optional exact label maps (part, u, v, instance)
+    DIR/maps/000000.npz           optional exact label maps (part, u, v, instance; each
+                                  annotation's ``map_instance`` is its instance value)
     DIR/preview.png               images with their I, U, V maps
 
 Per person (DensePose-COCO conventions): ``bbox`` [x, y, w, h] of the visible pixels
@@ -152,8 +153,13 @@ def render_job(args: tuple[int, WriterConfig, Path]) -> dict:
     if config.save_maps:
         np.savez_compressed(out_dir / "maps" / f"{stem}.npz", part=scene.part, u=scene.u,
                             v=scene.v, instance=scene.instance)
-    anns = [a for k in range(scene.num_persons)
-            if (a := person_annotation(scene, k, config, rng)) is not None]
+    anns = []
+    for k in range(scene.num_persons):
+        ann = person_annotation(scene, k, config, rng)
+        if ann is not None:
+            # with maps: the person's value in maps/*.npz "instance" (distillation on exact
+            # dense labels reads it, as it reads `densepose label` output)
+            anns.append({**ann, "map_instance": k + 1} if config.save_maps else ann)
     result = {"file_name": name, "anns": anns}
     if index < config.preview_images:
         result["scene"] = scene
