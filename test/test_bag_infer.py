@@ -242,9 +242,13 @@ def test_ctrl_c_leaves_a_readable_partial_bag(tmp_path):
     bag = write_bag(tmp_path / "long", frames, storage="mcap")
     out = tmp_path / "out"
     # with the progress bar: it tells when frames are being processed
+    # Ctrl-C as a terminal delivers it: SIGINT at its default in the child (under a
+    # non-interactive runner it may be ignored, and Python then never raises
+    # KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, "-m", "densepose_ros", "infer", str(bag), "--out",
                              str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=REPO_ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            cwd=REPO_ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stderr = bytearray()
     reader = threading.Thread(target=lambda: [stderr.extend(chunk) for chunk in
                                               iter(lambda: proc.stderr.read(1), b"")],
