@@ -9,6 +9,7 @@ Run: ``ros2 run densepose_ros densepose_node`` or ``python -m densepose_ros.ros.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 import threading
 import time
@@ -515,6 +516,9 @@ class DensePoseNode(LifecycleNode):
         msg.status = [status]
         self._diagnostics_pub.publish(msg)
 
+# Seconds the node may take to end after Ctrl-C before it dumps its threads' stacks and exits.
+SHUTDOWN_GRACE_S = 20.0
+
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=sys.argv if args is None else args)
@@ -526,7 +530,12 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # A node must end on Ctrl-C: if anything below or the interpreter's own exit blocks
+        # (once seen on CI, a thread that never ended), the stacks of every thread go to
+        # stderr and the process exits, instead of hanging until launch kills it.
+        faulthandler.dump_traceback_later(SHUTDOWN_GRACE_S, exit=True)
         node._stop_worker()
+        executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S / 2)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
