@@ -23,12 +23,10 @@ import numpy as np
 from densepose_ros.cli.common import USER_ERROR, user_error
 from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
 from densepose_ros.inference.precision import ENGINE_PRECISIONS, PREDICTOR_PRECISIONS
+from densepose_ros.io.media import BAG_FILE_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
 from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig, follow
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-BAG_FILE_SUFFIXES = {".db3", ".mcap"}
 # Exit status after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
 

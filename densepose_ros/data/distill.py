@@ -16,6 +16,7 @@ output (a teacher's densified annotations) read the same way.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,8 +108,11 @@ class DistillDataset(DensePoseCocoDataset):
         record = self.records[index]
         path = self.maps_dir / (Path(record.file_name).stem + ".npz")
         try:
-            maps = np.load(path)
-        except (OSError, ValueError) as error:
+            # read every array once: an NpzFile decompresses an array again on each access,
+            # and each person reads several
+            with np.load(path) as archive:
+                maps = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(f"cannot read the teacher maps {path}: {error}") from None
         # a fresh subset of each person's pixels every time the image is drawn: over the run
         # every sure pixel is trained on (torch seeds each loader worker differently)

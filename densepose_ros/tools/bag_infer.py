@@ -28,6 +28,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from densepose_ros.io import bag_io, image_codec
+from densepose_ros.io.media import IMAGE_MSG_TYPES
 from densepose_ros.ros.frame_processor import (
     FrameProcessor,
     apply_node_settings,
@@ -38,7 +39,8 @@ from densepose_ros.ros.node_config import NodeConfig
 from densepose_ros.runtime.base import Backend
 from densepose_ros.tracking.bytetrack import ByteTracker
 
-IMAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
+# rclpy message class of each image type a bag may hold.
+IMAGE_TYPES = dict(zip(IMAGE_MSG_TYPES, (Image, CompressedImage), strict=True))
 # The node's output topics (in the root namespace, as a node started without one publishes).
 PERSONS_TOPIC = "/densepose/persons"
 IUV_TOPIC = "/densepose/iuv"

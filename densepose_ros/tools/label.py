@@ -39,11 +39,9 @@ from densepose_ros.data.symmetry import CHART_MIRROR, COARSE_MIRROR, ChartSymmet
 from densepose_ros.inference.postprocess import detectron2_box, person_iuv_charts
 from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult
 from densepose_ros.io import bag_io, image_codec
+from densepose_ros.io.media import IMAGE_MSG_TYPES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from densepose_ros.synth.writer import PERSON_CATEGORY, WriterConfig, person_annotation
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 UNSURE = 255  # part value of pixels whose teacher probability is below min_confidence
 
 
@@ -130,7 +128,7 @@ def _bag_frames(bag: Path, topic: str | None) -> Iterator[SourceFrame]:
         topics = bag_io.bag_topics(bag)
     except Exception:  # no or broken index: what the storage files hold
         topics, _ = bag_io.salvage_topics(bag)
-    images = sorted(t for t, (kind, _) in topics.items() if kind in IMAGE_TYPES)
+    images = sorted(t for t, (kind, _) in topics.items() if kind in IMAGE_MSG_TYPES)
     if topic is None:
         if len(images) != 1:
             raise LabelError(f"{bag} has {len(images)} image topics"
