@@ -88,7 +88,12 @@ def main() -> int:
     from visualization_msgs.msg import MarkerArray
 
     from densepose_ros.msg import DensePersonArray
-    from densepose_ros.ros.messages import image_message, markers_message, persons_message
+    from densepose_ros.ros.messages import (
+        MarkerPool,
+        image_message,
+        markers_message,
+        persons_message,
+    )
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     rclpy.init()
@@ -119,6 +124,7 @@ def main() -> int:
         tracked = mode != "no"
         result = synthetic_result(persons, m=m)
         tracker = ByteTracker(TrackerConfig(high_threshold=0.8))
+        marker_pool = MarkerPool()  # as the node keeps one
         times: dict[str, list[float]] = {k: [] for k in
                                           ("decode", "track", "charts", "iuv", "messages",
                                            "markers", "serialise", "publish", "total", "cpu")}
@@ -148,7 +154,7 @@ def main() -> int:
                 _place_in_3d(outputs)  # what depth gives; not the node's work: not timed
                 c_setup = time.process_time() - c_setup
                 t6 = time.perf_counter()
-                markers_pub.publish(markers_message(outputs, source.header, 0.5))
+                markers_pub.publish(markers_message(outputs, source.header, 0.5, marker_pool))
                 t_markers = time.perf_counter() - t6
                 c0 += c_setup
             # CPU seconds of this process over the frame (serialise excluded): close to the

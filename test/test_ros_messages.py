@@ -118,6 +118,20 @@ def test_markers_give_ids_and_3d_skeletons_and_expire():
     for marker in array.markers:
         assert marker.header.frame_id == "camera_optical"
         assert (marker.lifetime.sec, marker.lifetime.nanosec) == (0, 750_000_000)
+    # The node's pool refills last frame's Marker objects: nothing of the previous frame
+    # may remain (person 7 left, person 9 moved and got no label text change).
+    from densepose_ros.ros.messages import MarkerPool
+
+    pool = MarkerPool()
+    markers_message(FrameOutputs(persons=persons, image_size=(2, 2)), header, 0.75, pool)
+    moved = _person(9, np.array([-1.0, 0.0, 4.0], np.float32))
+    later = markers_message(FrameOutputs(persons=[moved], image_size=(2, 2)),
+                            Header(frame_id="other"), 0.25, pool)
+    assert [(m.type, m.id, m.text) for m in later.markers] == [
+        (Marker.TEXT_VIEW_FACING, 9, "#9")]
+    assert later.markers[0].pose.position.x == -1.0 and later.markers[0].pose.position.z == 4.0
+    assert later.markers[0].header.frame_id == "other"
+    assert later.markers[0].lifetime.nanosec == 250_000_000
     # the same persons as DensePerson fields
     messages = persons_message(FrameOutputs(persons=persons, image_size=(2, 2)), header).persons
     assert [m.id for m in messages] == [7, 9, 4]

@@ -147,6 +147,9 @@ class DensePoseResult:
         # index logic in numpy: a handful of torch ops on tiny tensors cost more than this
         keep = np.asarray(keep.cpu() if isinstance(keep, torch.Tensor) else keep)
         keep = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
+        if len(keep) == len(self) and (keep == np.arange(len(self))).all():
+            # everyone, in order (the usual frame): a shallow copy, no tensor op at all
+            return dataclasses.replace(self)
         if len(keep) and keep[-1] - keep[0] == len(keep) - 1 and (np.diff(keep) == 1).all():
             # a contiguous run (the usual case: the best-scoring persons): views, no copy
             # of the [N, C, M, M] charts

@@ -43,6 +43,7 @@ from densepose_ros.ros.frame_processor import (
 from densepose_ros.ros.frame_slot import LatestFrameSlot, NodeStats
 from densepose_ros.ros.input_watchdog import InputWatchdog, PublisherQoS, needs_new_subscription
 from densepose_ros.ros.messages import (
+    MarkerPool,
     image_array,
     image_message,
     markers_message,
@@ -138,6 +139,7 @@ class DensePoseNode(LifecycleNode):
         self._model_description = "not loaded"
         self._settings_changed = threading.Event()
         self._worker: threading.Thread | None = None
+        self._marker_pool = MarkerPool()  # used by the worker thread only
         self._running = threading.Event()
         self._inputs: list[_Input] = []
         self._watchdog: InputWatchdog | None = None
@@ -472,7 +474,8 @@ class DensePoseNode(LifecycleNode):
         if (cfg.use_depth and cfg.publish_markers and depth is not None
                 and self._markers_pub.get_subscription_count() > 0):
             # built only while someone (rviz) listens, like the overlay
-            self._markers_pub.publish(markers_message(outputs, header, cfg.marker_lifetime))
+            self._markers_pub.publish(markers_message(outputs, header, cfg.marker_lifetime,
+                                                      self._marker_pool))
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         self._stats.frame_out(

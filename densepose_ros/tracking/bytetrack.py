@@ -64,15 +64,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[len(a), len(b)] IoU of xyxy boxes."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    # few numpy calls, each on all pairs: per call overhead, not arithmetic, is the cost
+    wh = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:])
+                 - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None)
+    inter = wh[..., 0] * wh[..., 1]
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
-    # degenerate boxes (zero union) have IoU 0
     return inter / np.maximum(union, 1e-9)
 
 
@@ -167,7 +165,7 @@ def follow(tracker: ByteTracker, result: DensePoseResult) -> tuple[DensePoseResu
     scores = result.scores.numpy()
     ids = tracker.update(result.boxes.numpy(), scores)
     kept = (ids > 0) & (scores >= tracker.config.high_threshold)
-    followed = result.select(torch.from_numpy(kept))
+    followed = result.select(kept)
     if tracker.config.box_smoothing > 0 and kept.any():
         followed.boxes = torch.as_tensor(tracker.boxes_of(ids[kept]),
                                          dtype=followed.boxes.dtype)
