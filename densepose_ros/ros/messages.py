@@ -128,24 +128,32 @@ class MarkerPool:
         self._skeletons: list[Marker] = []
 
     def label(self, index: int) -> Marker:
-        while len(self._labels) <= index:
-            marker = Marker(ns="densepose_ids", type=Marker.TEXT_VIEW_FACING,
-                            action=Marker.ADD)
-            marker.pose.orientation.w = 1.0
-            marker.scale.z = 0.15
-            marker.color.r = marker.color.g = marker.color.b = marker.color.a = 1.0
-            self._labels.append(marker)
-        return self._labels[index]
+        return _pooled(self._labels, index, _new_label)
 
     def skeleton(self, index: int) -> Marker:
-        while len(self._skeletons) <= index:
-            marker = Marker(ns="densepose_skeletons", type=Marker.LINE_LIST,
-                            action=Marker.ADD)
-            marker.pose.orientation.w = 1.0
-            marker.scale.x = 0.02
-            marker.color.g = marker.color.a = 1.0
-            self._skeletons.append(marker)
-        return self._skeletons[index]
+        return _pooled(self._skeletons, index, _new_skeleton)
+
+
+def _pooled(markers: list[Marker], index: int, make) -> Marker:
+    while len(markers) <= index:
+        markers.append(make())
+    return markers[index]
+
+
+def _new_label() -> Marker:
+    marker = Marker(ns="densepose_ids", type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+    marker.pose.orientation.w = 1.0
+    marker.scale.z = 0.15
+    marker.color.r = marker.color.g = marker.color.b = marker.color.a = 1.0
+    return marker
+
+
+def _new_skeleton() -> Marker:
+    marker = Marker(ns="densepose_skeletons", type=Marker.LINE_LIST, action=Marker.ADD)
+    marker.pose.orientation.w = 1.0
+    marker.scale.x = 0.02
+    marker.color.g = marker.color.a = 1.0
+    return marker
 
 
 def markers_message(outputs: FrameOutputs, header, lifetime_s: float,
