@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import cv2
@@ -113,18 +114,44 @@ def test_missing_image_is_named(tmp_path):
         dataset.load(0)
 
 
-def test_mixed_dataset_follows_ratios():
+def test_mixed_dataset_numbers_its_sources_one_after_another():
     first, second = list(range(10)), list(range(100, 105))
-    mixed = MixedDataset([first, second], [3.0, 1.0], length=4000, seed=1)
-    draws = [mixed[k] for k in range(len(mixed))]
-    share_first = np.mean([d < 100 for d in draws])
-    assert share_first == pytest.approx(0.75, abs=0.03)
-    assert set(draws) == set(first) | set(second)
-    assert [mixed[k] for k in range(20)] == draws[:20]  # deterministic per item
-    mixed.set_epoch(1)
-    assert [mixed[k] for k in range(20)] != draws[:20]
+    mixed = MixedDataset([first, second], [3.0, 1.0])
+    assert len(mixed) == 15 and mixed.sizes == [10, 5]
+    assert [mixed[k] for k in range(15)] == first + second
+    assert mixed.source_of(12) == (1, 2)
+    np.testing.assert_allclose(mixed.probabilities, [0.75, 0.25])
+    with pytest.raises(IndexError):
+        mixed.source_of(15)
     with pytest.raises(ValueError, match="one ratio per dataset"):
         MixedDataset([first], [1.0, 2.0])
+    with pytest.raises(ValueError, match="empty"):
+        MixedDataset([first, []], [1.0, 1.0])
+
+
+def test_the_sampler_visits_every_item_of_each_source_in_proportion():
+    from densepose_ros.data.sampling import TrainingSampler
+
+    sizes, shares = [10, 5], [3.0, 1.0]
+    sampler = TrainingSampler(sizes, shares, seed=4)
+    draws = list(itertools.islice(iter(sampler), 4000))
+    from_first = [d for d in draws if d < 10]
+    from_second = [d - 10 for d in draws if d >= 10]
+    assert len(from_first) / len(draws) == pytest.approx(0.75, abs=0.03)
+    # each source goes through all of its items once per pass, reshuffled every pass
+    for items, size in ((from_first, 10), (from_second, 5)):
+        passes = [items[k:k + size] for k in range(0, len(items) - size + 1, size)]
+        assert all(sorted(p) == list(range(size)) for p in passes)
+        assert len({tuple(p) for p in passes}) > 1
+    assert list(itertools.islice(iter(sampler), 50)) == draws[:50]  # seeded
+    # Two processes take every other draw of the same global sequence: between them, the
+    # same images in the same steps as one process.
+    ranks = [list(itertools.islice(iter(TrainingSampler(sizes, shares, seed=4, rank=r,
+                                                       world_size=2)), 2000))
+             for r in (0, 1)]
+    assert [d for pair in zip(*ranks, strict=True) for d in pair] == draws
+    with pytest.raises(ValueError, match="rank"):
+        TrainingSampler(sizes, shares, rank=2, world_size=2)
 
 
 def test_collate_pads_normalises_and_packs_points(tmp_path):
@@ -165,6 +192,7 @@ def test_two_sources_through_a_dataloader(tmp_path):
     from torch.utils.data import DataLoader
 
     from densepose_ros.data.dataset import build_training_dataset
+    from densepose_ros.data.sampling import TrainingSampler
 
     first = tmp_path / "a"
     second = tmp_path / "b"
@@ -175,9 +203,10 @@ def test_two_sources_through_a_dataloader(tmp_path):
     augmentation = AugmentationConfig(min_sizes=(64,), max_size=200)
     dataset = build_training_dataset(
         [DatasetSpec(path_a, dir_a, ratio=1.0, name="a"),
-         DatasetSpec(path_b, dir_b, ratio=1.0, name="b")], augmentation, length=8, seed=3)
-    loader = DataLoader(dataset, batch_size=4, collate_fn=collate_samples)
-    batches = list(loader)
+         DatasetSpec(path_b, dir_b, ratio=1.0, name="b")], augmentation)
+    sampler = TrainingSampler(dataset.sizes, dataset.probabilities, seed=3)
+    loader = DataLoader(dataset, batch_size=4, sampler=sampler, collate_fn=collate_samples)
+    batches = list(itertools.islice(loader, 2))
     assert len(batches) == 2
     sources = [s for batch in batches for s in batch.sources]
     assert set(sources) == {"a", "b"}

@@ -134,8 +134,10 @@ datasets:
   - annotations: {tmp_path / 'labels' / 'annotations.json'}
     type: distill
     ratio: 1.0
+    symmetry: anny
   - annotations: {tmp_path / 'synth' / 'annotations.json'}
     ratio: 1.0
+    symmetry: anny
 solver: {{optimizer: adamw, base_lr: 0.0002, max_iter: 6, warmup_iters: 2}}
 batch_size: 2
 num_workers: 0

@@ -96,7 +96,8 @@ def test_killed_run_resumes_losing_at_most_one_interval(run_config):
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"datasets": [{"annotations": "a.json"}],
+    config.write_text(yaml.safe_dump({"datasets": [{"annotations": "a.json",
+                                                    "symmetry": "anny"}],
                                       "output_dir": str(tmp_path / "empty")}))
     assert cli_main(["train", "--config", str(config), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
@@ -107,7 +108,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     run.mkdir()
     (run / LAST_CHECKPOINT).write_bytes(b"not a checkpoint at all")
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"datasets": [{"annotations": "a.json"}],
+    config.write_text(yaml.safe_dump({"datasets": [{"annotations": "a.json",
+                                                    "symmetry": "anny"}],
                                       "output_dir": str(run)}))
     assert cli_main(["train", "--config", str(config), "--resume"]) == 2
     err = capsys.readouterr().err
@@ -124,19 +126,25 @@ def test_weights_file_without_training_state_cannot_be_resumed(tmp_path, capsys)
     save_weights(run / LAST_CHECKPOINT, build_model(cfg), cfg)
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({"model": "R_18_FPN_tiny", "output_dir": str(run),
-                                      "datasets": [{"annotations": "a.json"}]}))
+                                      "datasets": [{"annotations": "a.json",
+                                                    "symmetry": "anny"}]}))
     assert cli_main(["train", "--config", str(config), "--resume"]) == 2
     assert "no training state" in capsys.readouterr().err
+
+
+_ONE_SET = "datasets: [{annotations: a.json, symmetry: anny}]\n"
 
 
 @pytest.mark.parametrize(("yaml_text", "overrides", "message"), [
     ("model: R_18_FPN_tiny\n", [], "missing config key 'datasets'"),
     ("datasets: [{images: x}]\n", [], "datasets[0]: missing key 'annotations'"),
-    ("datasets: [{annotations: a.json}]\nsolver: {max_iters: 5}\n", [],
+    # DensePose-COCO needs DensePose's own chart symmetry: never a silent default
+    ("datasets: [{annotations: coco.json}]\n", [], "missing key 'symmetry'"),
+    ("datasets: [{annotations: a.json, symmetry: anny}]\nsolver: {max_iters: 5}\n", [],
      "unknown key(s) ['max_iters']"),
-    ("datasets: [{annotations: a.json}]\n", ["solver.lr=0.1"], "unknown override key"),
-    ("datasets: [{annotations: a.json}]\n", ["batch_size=two"], "batch_size: expected int"),
-    ("datasets: [{annotations: a.json}]\n", ["solver.optimizer=adam"], "'sgd' or 'adamw'"),
+    (_ONE_SET, ["solver.lr=0.1"], "unknown override key"),
+    (_ONE_SET, ["batch_size=two"], "batch_size: expected int"),
+    (_ONE_SET, ["solver.optimizer=adam"], "'sgd' or 'adamw'"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, capsys, yaml_text, overrides, message):
     config = tmp_path / "train.yaml"
@@ -147,7 +155,8 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys, yaml_text, overrides, mes
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"datasets": [{"annotations": str(tmp_path / "no.json")}],
+    config.write_text(yaml.safe_dump({"datasets": [{"annotations": str(tmp_path / "no.json"),
+                                                    "symmetry": "anny"}],
                                       "output_dir": str(tmp_path / "run"), "device": "cpu"}))
     assert cli_main(["train", "--config", str(config)]) == 2
     assert "cannot load the training data" in capsys.readouterr().err

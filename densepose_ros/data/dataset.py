@@ -1,8 +1,9 @@
 """Datasets for training: DensePose-COCO files (real or synthetic), mixed by ratios.
 
 ``DensePoseCocoDataset`` reads one annotation file and its images directory and yields
-augmented ``Sample`` objects; ``MixedDataset`` draws from several of them with given
-ratios; ``collate_samples`` (in ``batching``) turns a list of samples into tensors.
+augmented ``Sample`` objects; ``MixedDataset`` joins several of them, drawn with given
+ratios by ``sampling.TrainingSampler``; ``collate_samples`` (in ``batching``) turns a list
+of samples into tensors.
 """
 
 from __future__ import annotations
@@ -138,15 +139,13 @@ class DensePoseCocoDataset(Dataset):
 
 
 class MixedDataset(Dataset):
-    """Several datasets drawn with given ratios.
+    """Several datasets as one, with the share of draws each should get.
 
-    Item ``k`` picks a source with probability proportional to its ratio and a uniformly
-    random sample of it, deterministically from (seed, epoch, k); ``set_epoch`` changes the
-    draw. Its length is ``length`` (default: the sum of the sources' lengths).
+    Item ``k`` is item ``k - offsets[s]`` of source ``s`` (the sources one after another);
+    ``probabilities`` say how often ``TrainingSampler`` draws from each source.
     """
 
-    def __init__(self, datasets: list[Dataset], ratios: list[float], length: int | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, datasets: list[Dataset], ratios: list[float]) -> None:
         if len(datasets) != len(ratios) or not datasets:
             raise ValueError("give one ratio per dataset (and at least one dataset)")
         ratios_array = np.asarray(ratios, dtype=np.float64)
@@ -157,29 +156,26 @@ class MixedDataset(Dataset):
                 raise ValueError(f"dataset {k} is empty but has ratio {ratios[k]}")
         self.datasets = datasets
         self.probabilities = ratios_array / ratios_array.sum()
-        self.length = length if length is not None else sum(len(d) for d in datasets)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.sizes = [len(d) for d in datasets]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
 
     def __len__(self) -> int:
-        return self.length
+        return int(self.offsets[-1])
 
     def source_of(self, index: int) -> tuple[int, int]:
         """(dataset number, index in it) of item ``index``."""
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        which = int(rng.choice(len(self.datasets), p=self.probabilities))
-        return which, int(rng.integers(len(self.datasets[which])))
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} of a mixed dataset of {len(self)}")
+        which = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return which, int(index - self.offsets[which])
 
     def __getitem__(self, index: int) -> Sample:
         which, inner = self.source_of(index)
         return self.datasets[which][inner]
 
 
-def build_training_dataset(specs: list[DatasetSpec], augmentation: AugmentationConfig | None,
-                           length: int | None = None, seed: int = 0) -> Dataset:
+def build_training_dataset(specs: list[DatasetSpec], augmentation: AugmentationConfig | None
+                           ) -> Dataset:
     """One dataset per spec, mixed by their ratios (a single spec is used as is)."""
     from densepose_ros.data.distill import DistillDataset
 
@@ -189,6 +185,6 @@ def build_training_dataset(specs: list[DatasetSpec], augmentation: AugmentationC
             raise ValueError(f"{spec.annotations}: dataset type must be one of "
                              f"{', '.join(kinds)}, got {spec.kind!r}")
     datasets = [kinds[spec.kind](spec, augmentation, train=True) for spec in specs]
-    if len(datasets) == 1 and length is None:
+    if len(datasets) == 1:
         return datasets[0]
-    return MixedDataset(datasets, [spec.ratio for spec in specs], length, seed)
+    return MixedDataset(datasets, [spec.ratio for spec in specs])

@@ -70,6 +70,10 @@ class RPNConfig:
     pre_nms_topk: int = 1000
     # Proposals kept per image after NMS (RPN.POST_NMS_TOPK_TEST).
     post_nms_topk: int = 1000
+    # The same while training (model.train()): more candidates for the box head's sampling
+    # (RPN.PRE_NMS_TOPK_TRAIN, RPN.POST_NMS_TOPK_TRAIN of detectron2's FPN configs).
+    pre_nms_topk_train: int = 2000
+    post_nms_topk_train: int = 1000
     # IoU threshold of the per-level NMS (RPN.NMS_THRESH).
     nms_threshold: float = 0.7
     # Proposals whose side is not larger than this many pixels are dropped (0: empty boxes).
@@ -307,7 +311,8 @@ def _r18_lite() -> ModelConfig:
         backbone=BackboneConfig(
             depth=18, norm="BN", stride_in_1x1=False, res2_out_channels=64, fpn_channels=128
         ),
-        rpn=RPNConfig(pre_nms_topk=300, post_nms_topk=100),
+        rpn=RPNConfig(pre_nms_topk=300, post_nms_topk=100, pre_nms_topk_train=600,
+                      post_nms_topk_train=100),
         box_head=BoxHeadConfig(fc_dim=512, max_detections=20),
         densepose=DensePoseHeadConfig(
             pooler_resolution=14, num_convs=4, conv_channels=128, decoder_on=False
@@ -327,7 +332,8 @@ def _r18_tiny() -> ModelConfig:
             depth=18, norm="BN", stride_in_1x1=False, stem_channels=32, res2_out_channels=32,
             fpn_channels=96,
         ),
-        rpn=RPNConfig(pre_nms_topk=300, post_nms_topk=100),
+        rpn=RPNConfig(pre_nms_topk=300, post_nms_topk=100, pre_nms_topk_train=600,
+                      post_nms_topk_train=100),
         box_head=BoxHeadConfig(fc_dim=256, max_detections=20),
         densepose=DensePoseHeadConfig(
             pooler_resolution=14, num_convs=4, conv_channels=96, decoder_on=False

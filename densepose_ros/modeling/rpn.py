@@ -101,17 +101,20 @@ class RPN(nn.Module):
         self, level_maps: list[tuple[torch.Tensor, torch.Tensor]],
         image_sizes: list[tuple[int, int]],
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Test-time proposal selection from the head's raw maps of each level (logits
+        """Proposal selection from the head's raw maps of each level (logits
         [N, A, H, W], deltas [N, A*4, H, W]): top-k per level, decode, clip, NMS. Also used on
         the outputs of an exported backbone graph (``densepose_ros.export``)."""
         cfg = self.cfg
+        # training takes more candidates (RPNConfig); exported graphs run in eval mode
+        pre_nms_topk = cfg.pre_nms_topk_train if self.training else cfg.pre_nms_topk
+        post_nms_topk = cfg.post_nms_topk_train if self.training else cfg.post_nms_topk
         num_images = level_maps[0][0].shape[0]
         top_logits, top_boxes, top_levels = [], [], []
         for level, (logit_map, delta_map) in enumerate(level_maps):
             logits, deltas = RPNHead.flatten(logit_map, delta_map)
             anchors = self.anchors(level, logit_map.shape[2], logit_map.shape[3],
                                    logit_map.device)
-            k = min(cfg.pre_nms_topk, logits.shape[1])
+            k = min(pre_nms_topk, logits.shape[1])
             scores, index = logits.topk(k, dim=1)
             # Decoding is per box, so decoding only the kept anchors gives the same numbers.
             picked = torch.gather(deltas, 1, index.unsqueeze(-1).expand(-1, -1, 4))
@@ -135,6 +138,6 @@ class RPN(nn.Module):
                 (boxes[:, 3] - boxes[:, 1]) > cfg.min_box_size
             )
             boxes, scores, levels = boxes[sides_ok], scores[sides_ok], levels[sides_ok]
-            keep = batched_nms(boxes, scores, levels, cfg.nms_threshold)[: cfg.post_nms_topk]
+            keep = batched_nms(boxes, scores, levels, cfg.nms_threshold)[:post_nms_topk]
             results.append((boxes[keep], scores[keep]))
         return results

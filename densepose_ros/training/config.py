@@ -36,8 +36,11 @@ class DatasetEntry:
     annotations: str = ""
     # Images directory; null: images/ next to the JSON, else the JSON's directory.
     images: str | None = None
-    # Chart symmetry for horizontal flips: "anny" (synthetic data), a .mat/.npz, or null.
-    symmetry: str | None = "anny"
+    # Chart symmetry for horizontal flips, to be named for every source while flips are on:
+    # "anny" (`densepose synth` and `densepose label` data), the path of DensePose's
+    # UV_symmetry_transforms.mat/.npz (DensePose-COCO), or null (this source is not flipped).
+    # Not given ("") is an error then: another body's map would silently mislabel flips.
+    symmetry: str | None = ""
     # Relative share of this source in the mix.
     ratio: float = 1.0
     # "coco": the annotated points; "distill": a `densepose label` folder, trained on the
@@ -123,6 +126,12 @@ class TrainConfig:
         for k, entry in enumerate(self.datasets):
             if not entry.annotations:
                 raise TrainConfigError(f"datasets[{k}]: missing key 'annotations'")
+            if entry.symmetry == "" and self.augmentation.flip_probability > 0:
+                raise TrainConfigError(
+                    f"datasets[{k}] ({entry.annotations}): missing key 'symmetry', needed "
+                    "for horizontal flips: 'symmetry: anny' for densepose synth/label data, "
+                    "'symmetry: PATH/UV_symmetry_transforms.mat' for DensePose-COCO, or "
+                    "'symmetry: null' to train this source without flips")
         if self.solver.optimizer not in ("sgd", "adamw"):
             raise TrainConfigError(f"solver.optimizer: expected 'sgd' or 'adamw', got "
                                    f"{self.solver.optimizer!r}")

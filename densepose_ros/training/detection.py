@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from densepose_ros.data.batching import ImageTargets, TrainingBatch
 from densepose_ros.modeling.box_ops import encode_boxes
 from densepose_ros.modeling.model import ROI_LEVELS, RPN_LEVELS, DensePoseRCNN
+from densepose_ros.training.distributed import mean_share
 from densepose_ros.training.losses import (
     DensePoseLossWeights,
     densepose_chart_losses,
@@ -51,6 +52,9 @@ class DetectionTrainingConfig:
     rpn_positive_fraction: float = 0.5
     # Proposals at IoU >= this with a person are foreground (ROI_HEADS.IOU_THRESHOLDS).
     roi_foreground_iou: float = 0.5
+    # Of those, the DensePose head trains on the ones above this IoU with a person that has
+    # DensePose annotations (ROI_DENSEPOSE_HEAD.FG_IOU_THRESHOLD, DensePoseDataFilter).
+    densepose_iou: float = 0.7
     # RoIs drawn per image and the largest foreground share (ROI_HEADS.BATCH_SIZE_PER_IMAGE).
     roi_batch_size_per_image: int = 512
     roi_positive_fraction: float = 0.25
@@ -74,10 +78,12 @@ class ForegroundRoIs:
         boxes: per image [Fi, 4] float (x1, y1, x2, y2) input pixels.
         gt_index: per image [Fi] int64 index of the matched person in the image's
             ``ImageTargets`` (crowds included in the numbering).
+        iou: per image [Fi] float IoU of each RoI with that person.
     """
 
     boxes: list[torch.Tensor]
     gt_index: list[torch.Tensor]
+    iou: list[torch.Tensor]
 
 
 @dataclass
@@ -160,7 +166,7 @@ def box_head_losses(model: DensePoseRCNN, features: dict[str, torch.Tensor],
     heads = model.roi_heads
     num_classes = heads.cfg.num_classes
     sampled_boxes, class_targets, fg_counts, reg_targets = [], [], [], []
-    fg_boxes, fg_gt = [], []
+    fg_boxes, fg_gt, fg_iou = [], [], []
     for image_proposals, image_targets in zip(proposals, targets, strict=True):
         gt, gt_keep = _person_boxes(image_targets)
         candidates = torch.cat([image_proposals.detach().float(), gt])
@@ -180,10 +186,12 @@ def box_head_losses(model: DensePoseRCNN, features: dict[str, torch.Tensor],
                                         heads.cfg.box_reg_weights))
         fg_boxes.append(candidates[positive])
         fg_gt.append(gt_keep[matched])
+        fg_iou.append(matches.iou[positive])
     logits, deltas = heads.head_outputs(
         heads.pool([features[n] for n in ROI_LEVELS], sampled_boxes))
     labels_all = torch.cat(class_targets)
-    loss_cls = F.cross_entropy(logits, labels_all)
+    share = mean_share(labels_all.numel())  # normalised over the global batch
+    loss_cls = F.cross_entropy(logits, labels_all) * share
     fg_rows = torch.nonzero(labels_all < num_classes).flatten()
     fg_classes = labels_all[fg_rows]
     num_reg = deltas.shape[1] // 4  # 1 when class-agnostic
@@ -191,10 +199,10 @@ def box_head_losses(model: DensePoseRCNN, features: dict[str, torch.Tensor],
         + torch.arange(4, device=deltas.device)
     fg_deltas = deltas[fg_rows[:, None], columns]
     loss_reg = F.l1_loss(fg_deltas, torch.cat(reg_targets), reduction="sum") \
-        / max(1, labels_all.numel())
+        / max(1, labels_all.numel()) * share
     losses = {"loss_cls": loss_cls * cfg.box_cls_weight,
               "loss_box_reg": loss_reg * cfg.box_reg_weight}
-    return losses, ForegroundRoIs(fg_boxes, fg_gt)
+    return losses, ForegroundRoIs(fg_boxes, fg_gt, fg_iou)
 
 
 def training_step_losses(model: DensePoseRCNN, batch: TrainingBatch,
@@ -209,13 +217,14 @@ def training_step_losses(model: DensePoseRCNN, batch: TrainingBatch,
     box, foreground = box_head_losses(model, features, proposals, batch.targets, cfg,
                                       generator)
     num_foreground = sum(b.shape[0] for b in foreground.boxes)
-    # Only RoIs of persons with DensePose points/masks feed the DensePose head.
-    dense_boxes, dense_gt = [], []
-    for boxes, gt_index, image_targets in zip(foreground.boxes, foreground.gt_index,
-                                              batch.targets, strict=True):
-        has_dense = image_targets.has_dense[gt_index]
-        dense_boxes.append(boxes[has_dense])
-        dense_gt.append(gt_index[has_dense])
+    # Only well-placed RoIs of persons with DensePose points/masks feed the DensePose head.
+    dense_boxes, dense_gt, dense_iou = [], [], []
+    for boxes, gt_index, iou, image_targets in zip(foreground.boxes, foreground.gt_index,
+                                                   foreground.iou, batch.targets, strict=True):
+        keep = image_targets.has_dense[gt_index] & (iou > cfg.densepose_iou)
+        dense_boxes.append(boxes[keep])
+        dense_gt.append(gt_index[keep])
+        dense_iou.append(iou[keep])
     roi_index, chart_targets = gather_chart_targets(batch.targets, dense_boxes, dense_gt)
     charts = model.densepose_on_boxes(features, dense_boxes)[roi_index]
     dense = densepose_chart_losses(charts.coarse_segm, charts.fine_segm, charts.u, charts.v,
@@ -224,7 +233,7 @@ def training_step_losses(model: DensePoseRCNN, batch: TrainingBatch,
     if model.cfg.keypoints.enabled:
         losses["loss_keypoint"] = keypoint_loss(model, features, foreground,
                                                 batch.targets) * cfg.keypoint_weight
-    return TrainingStepOutput(losses, ForegroundRoIs(dense_boxes, dense_gt),
+    return TrainingStepOutput(losses, ForegroundRoIs(dense_boxes, dense_gt, dense_iou),
                               num_positive_anchors, num_foreground)
 
 
@@ -257,7 +266,8 @@ def keypoint_loss(model: DensePoseRCNN, features: dict[str, torch.Tensor],
         cells.append(cell)
         valid.append(ok)
     cells, valid = torch.cat(cells).flatten(), torch.cat(valid).flatten()
+    share = mean_share(valid.sum())  # before the branch: every process calls it
     if not valid.any():  # keep the graph connected: a zero that still has gradients
         return heatmaps.sum() * 0.0
     logits = heatmaps.flatten(2).flatten(0, 1)  # [R * K, size * size]
-    return F.cross_entropy(logits[valid], cells[valid], reduction="sum") / valid.sum()
+    return F.cross_entropy(logits[valid], cells[valid], reduction="sum") / valid.sum() * share

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from densepose_ros.data.batching import ImageTargets
 from densepose_ros.data.coco import DP_FRAME_SIZE, NUM_CHARTS
+from densepose_ros.training.distributed import mean_share, sum_share
 
 
 @dataclass
@@ -261,13 +262,17 @@ def densepose_chart_losses(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, u
     sampling = point_sampling(targets, grid)
     valid = sampling.valid
     rois = targets.point_roi
+    # shares of the global batch's means (training.distributed), taken before the branches
+    # below: every process calls them
+    point_share = mean_share(valid.sum())
+    segm_share = mean_share(targets.has_segm.sum() if targets.has_segm.numel() else 0)
     if valid.any():
         valid_sampling = PointSampling(*(getattr(sampling, name)[valid] for name in
                                          ("valid", "x_lo", "x_hi", "y_lo", "y_hi", "w_x",
                                           "w_y")))
         part = targets.point_part[valid]
         fine_at_points = sample_at_points(fine_segm, rois[valid], valid_sampling)
-        loss_i = _part_loss(fine_at_points, part, targets, valid) * weights.part
+        loss_i = _part_loss(fine_at_points, part, targets, valid) * weights.part * point_share
         foreground = part > 0
         chart = part[:, None]
         u_at = sample_at_points(u, rois[valid], valid_sampling).gather(1, chart)[:, 0]
@@ -279,7 +284,7 @@ def densepose_chart_losses(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, u
                   * uv_weight).sum()
         loss_v = (F.smooth_l1_loss(v_at[foreground], uv[foreground, 1], reduction="none")
                   * uv_weight).sum()
-        loss_u, loss_v = loss_u * weights.points, loss_v * weights.points
+        loss_u, loss_v = (loss * weights.points * sum_share() for loss in (loss_u, loss_v))
     else:
         loss_i = fine_segm.sum() * 0.0
         loss_u = loss_v = zero_uv
@@ -287,7 +292,8 @@ def densepose_chart_losses(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, u
         labels = resample_segm_to_rois(targets, coarse_segm.shape[-1])[targets.has_segm]
         if coarse_segm.shape[1] == 2:
             labels = (labels > 0).long()
-        loss_s = F.cross_entropy(coarse_segm[targets.has_segm], labels) * weights.segm
+        loss_s = (F.cross_entropy(coarse_segm[targets.has_segm], labels) * weights.segm
+                  * segm_share)
     else:
         loss_s = coarse_segm.sum() * 0.0
     return DensePoseLosses(loss_densepose_U=loss_u, loss_densepose_V=loss_v,

@@ -31,10 +31,12 @@ class Matches:
     Attributes:
         gt_index: [R] int64 best ground-truth box of each reference box (0 when G == 0).
         labels: [R] int8 ``NEGATIVE`` / ``IGNORED`` / ``POSITIVE``.
+        iou: [R] float IoU of each reference box with its ground-truth box (0 when G == 0).
     """
 
     gt_index: torch.Tensor
     labels: torch.Tensor
+    iou: torch.Tensor
 
 
 def match_by_iou(gt_boxes: torch.Tensor, boxes: torch.Tensor, high: float, low: float,
@@ -43,7 +45,8 @@ def match_by_iou(gt_boxes: torch.Tensor, boxes: torch.Tensor, high: float, low: 
     num = boxes.shape[0]
     if gt_boxes.shape[0] == 0:  # an image without persons: everything is background
         return Matches(torch.zeros(num, dtype=torch.int64, device=boxes.device),
-                       torch.full((num,), NEGATIVE, dtype=torch.int8, device=boxes.device))
+                       torch.full((num,), NEGATIVE, dtype=torch.int8, device=boxes.device),
+                       torch.zeros(num, device=boxes.device))
     iou = box_iou(gt_boxes, boxes)  # [G, R]
     best_iou, gt_index = iou.max(dim=0)
     labels = torch.full((num,), IGNORED, dtype=torch.int8, device=boxes.device)
@@ -54,7 +57,7 @@ def match_by_iou(gt_boxes: torch.Tensor, boxes: torch.Tensor, high: float, low: 
         # ties count: every box reaching a person's best (non-zero) overlap is positive
         _, best_boxes = torch.nonzero((iou == best_per_gt) & (best_per_gt > 0), as_tuple=True)
         labels[best_boxes] = POSITIVE
-    return Matches(gt_index, labels)
+    return Matches(gt_index, labels, best_iou)
 
 
 def sample_balanced(labels: torch.Tensor, count: int, positive_fraction: float,

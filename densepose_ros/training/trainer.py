@@ -20,6 +20,7 @@ the model must be the same.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -28,7 +29,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,11 +36,12 @@ from typing import Any, TextIO
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from densepose_ros.data.batching import TrainingBatch, collate_samples
-from densepose_ros.data.dataset import DatasetSpec, build_training_dataset
+from densepose_ros.data.dataset import DatasetSpec, MixedDataset, build_training_dataset
+from densepose_ros.data.sampling import TrainingSampler
 from densepose_ros.inference.checkpoint import (
     check_state_dict,
     import_detectron2,
@@ -51,8 +52,10 @@ from densepose_ros.inference.device import resolve_device
 from densepose_ros.inference.model_zoo import ModelZooError, resolve_weights
 from densepose_ros.modeling.config import ModelConfig, get_config
 from densepose_ros.modeling.model import DensePoseRCNN, build_model
+from densepose_ros.training import distributed
 from densepose_ros.training.config import TrainConfig, train_config_from_dict
 from densepose_ros.training.detection import TrainingStepOutput, training_step_losses
+from densepose_ros.training.distributed import DistributedContext
 from densepose_ros.training.plotting import Series, line_chart
 
 LAST_CHECKPOINT = "last.pth"
@@ -116,27 +119,19 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
 
 
 # -- data ---------------------------------------------------------------------------------------
-class EndlessShuffle(Sampler[int]):
-    """Dataset indices in a fresh random order per pass, forever (seeded)."""
-
-    def __init__(self, size: int, seed: int):
-        self.size = size
-        self.seed = seed
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed)
-        while True:
-            yield from torch.randperm(self.size, generator=generator).tolist()
-
-
-def build_loader(cfg: TrainConfig, model_cfg: ModelConfig, seed: int) -> DataLoader:
-    specs = [DatasetSpec(e.annotations, images=e.images, symmetry=e.symmetry, ratio=e.ratio,
+def build_loader(cfg: TrainConfig, model_cfg: ModelConfig, seed: int,
+                 context: DistributedContext | None = None) -> DataLoader:
+    """Endless batches of this process's share of each step's global batch
+    (``batch_size / world size`` images; ``data.sampling``)."""
+    context = context or DistributedContext()
+    specs = [DatasetSpec(e.annotations, images=e.images, symmetry=e.symmetry or None,
+                         ratio=e.ratio,
                          kind=e.type, uv_confidence=e.uv_confidence,
                          soft_targets=e.soft_targets, point_stride=e.point_stride,
                          max_points=e.max_points)
              for e in cfg.datasets]
     try:
-        dataset = build_training_dataset(specs, cfg.augmentation, seed=cfg.seed)
+        dataset = build_training_dataset(specs, cfg.augmentation)
     except (OSError, ValueError) as error:
         raise TrainingError(f"cannot load the training data: {error}") from error
     if len(dataset) == 0:
@@ -146,10 +141,16 @@ def build_loader(cfg: TrainConfig, model_cfg: ModelConfig, seed: int) -> DataLoa
     def collate(samples):
         return collate_samples(samples, input_cfg)
 
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=EndlessShuffle(len(dataset),
-                                                                                 seed),
-                      num_workers=cfg.num_workers, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(seed),
+    if isinstance(dataset, MixedDataset):
+        sizes, shares = dataset.sizes, dataset.probabilities
+    else:
+        sizes, shares = [len(dataset)], None
+    sampler = TrainingSampler(sizes, shares, seed=seed, rank=context.rank,
+                              world_size=context.world_size)
+    # the generator seeds the workers' augmentation: different in every process
+    return DataLoader(dataset, batch_size=cfg.batch_size // context.world_size,
+                      sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed + 7919 * context.rank),
                       persistent_workers=cfg.num_workers > 0)
 
 
@@ -354,9 +355,23 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+class _LossModule(torch.nn.Module):
+    """The training losses as a module's forward: DistributedDataParallel wraps this (it
+    synchronises the gradients of what its forward computes)."""
+
+    def __init__(self, model: DensePoseRCNN, detection_cfg) -> None:
+        super().__init__()
+        self.model = model
+        self.detection_cfg = detection_cfg
+
+    def forward(self, batch: TrainingBatch, generator: torch.Generator) -> TrainingStepOutput:
+        return training_step_losses(self.model, batch, self.detection_cfg, generator)
+
+
 @dataclass
 class _Run:
-    """A run being trained: its directory, device, model, optimiser, data and TensorBoard."""
+    """A run being trained: its directory, device, model, optimiser, data and TensorBoard
+    (``writer`` None on every process but the main one, and where tensorboard is missing)."""
 
     cfg: TrainConfig
     out: Path
@@ -370,6 +385,8 @@ class _Run:
     start_iteration: int
     loader: DataLoader
     writer: Any
+    context: DistributedContext
+    losses: torch.nn.Module  # _LossModule, wrapped in DistributedDataParallel when distributed
 
     @property
     def checkpoint_path(self) -> Path:
@@ -389,8 +406,7 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            output = training_step_losses(self.model, batch, cfg.detection,
-                                          self.sampling_generator)
+            output = self.losses(batch, self.sampling_generator)
         loss = output.total()
         if not torch.isfinite(loss):
             values = {k: float(v) for k, v in output.losses.items()}
@@ -438,6 +454,10 @@ class _Run:
         draw_loss_curve(read_metrics(self.metrics_path), self.out / LOSS_CURVE)
 
 
+# Logged values that count things in the batch (anchors, RoIs).
+_BATCH_COUNTS = ("positive_anchors", "foreground_rois")
+
+
 class _MetricWindow:
     """Sums of the logged values over the steps since the previous log line."""
 
@@ -462,19 +482,29 @@ class _MetricWindow:
     def take(self, iteration: int, lr: float) -> dict[str, Any]:
         """The metrics row of step `iteration` (means over the window); starts a new window."""
         now = time.time()
+        # every process logs the same steps with the same keys: means over all of them
+        # (a collective per value; the log period keeps it rare)
+        world = distributed.world_size()
         row = {"iteration": iteration, "lr": lr,
                "seconds_per_iter": (now - self.clock) / self.steps,
-               **{name: total / self.steps for name, total in self.totals.items()}}
+               # counts over the global batch; losses and norms: means over processes
+               **{name: distributed.global_sum(total) / self.steps
+                  / (1 if name in _BATCH_COUNTS else world)
+                  for name, total in self.totals.items()}}
         self.totals, self.steps, self.clock = {}, 0, now
         return row
 
 
-def _training_device(cfg: TrainConfig) -> torch.device:
-    """The device to train on (a bad name is a TrainingError); sets torch's thread count."""
+def _training_device(cfg: TrainConfig, context: DistributedContext) -> torch.device:
+    """The device to train on (a bad name is a TrainingError); sets torch's thread count.
+    Distributed on CUDA, each process takes the GPU of its local rank."""
     try:
         device = resolve_device(cfg.device)
     except ValueError as error:
         raise TrainingError(str(error)) from error
+    if context.enabled and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+        torch.cuda.set_device(device)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     return device
@@ -519,20 +549,28 @@ def _prepare_logs(cfg: TrainConfig, out: Path, start_iteration: int) -> None:
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
 
-def _start_run(cfg: TrainConfig, resume: bool) -> _Run:
+def _start_run(cfg: TrainConfig, resume: bool, context: DistributedContext) -> _Run:
     """Set up the run directory, device, model, optimiser and data (from `last.pth` when
-    resuming)."""
+    resuming); join the process group when distributed."""
+    if cfg.batch_size % context.world_size:
+        raise TrainingError(f"batch_size {cfg.batch_size} (the global batch) does not split "
+                            f"evenly over {context.world_size} processes")
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = _training_device(cfg)
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    device = _training_device(cfg, context)
+    distributed.start(context, device)
     use_amp = cfg.amp and device.type == "cuda"
     sampling_generator = torch.Generator()
-    sampling_generator.manual_seed(cfg.seed)
+    # RoI and anchor sampling: its own draws in each process
+    sampling_generator.manual_seed(cfg.seed + 7919 * context.rank)
     training_state: dict[str, Any] | None = None
     if resume:
         model, model_cfg, training_state = _resumed_model(cfg, out / LAST_CHECKPOINT)
     else:
         model, model_cfg = initial_model(cfg)
+    if context.enabled:  # before the optimiser: it replaces the norms' parameters
+        distributed.synchronise_batch_norms(model)  # statistics of the global batch
     model.to(device).train()
     optimizer = build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -540,12 +578,24 @@ def _start_run(cfg: TrainConfig, resume: bool) -> _Run:
     if training_state is not None:
         start_iteration = _restore_training_state(training_state, optimizer, scaler, use_amp,
                                                   sampling_generator)
-    # Data order depends on where the run (re)starts, so a resumed run sees new batches.
-    loader = build_loader(cfg, model_cfg, seed=cfg.seed * 1_000_003 + start_iteration)
-    _prepare_logs(cfg, out, start_iteration)
-    writer = _summary_writer(out / "tb")
+        if context.rank > 0:  # the checkpoint holds the main process's generator
+            sampling_generator.manual_seed(cfg.seed + 7919 * context.rank + start_iteration)
+    losses: torch.nn.Module = _LossModule(model, cfg.detection)
+    if context.enabled:
+        # also makes every process start from the main process's weights
+        losses = torch.nn.parallel.DistributedDataParallel(
+            losses, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False)
+    # Data order depends on where the run (re)starts, so a resumed run sees new batches; it
+    # does not depend on the number of processes (data.sampling).
+    loader = build_loader(cfg, model_cfg, seed=cfg.seed * 1_000_003 + start_iteration,
+                          context=context)
+    writer = None
+    if context.is_main:
+        _prepare_logs(cfg, out, start_iteration)
+        writer = _summary_writer(out / "tb")
     return _Run(cfg, out, device, use_amp, sampling_generator, model, model_cfg, optimizer,
-                scaler, start_iteration, loader, writer)
+                scaler, start_iteration, loader, writer, context, losses)
 
 
 def _end_iteration(max_iter: int, start_iteration: int, stop_after: int | None,
@@ -569,11 +619,14 @@ def _train_steps(run: _Run, end_iteration: int, progress: bool) -> int:
     """Train from the run's start to `end_iteration` (or a stop signal) with logging,
     previews and checkpoints; the step reached."""
     cfg = run.cfg
+    main = run.context.is_main
     bar = tqdm(total=cfg.solver.max_iter, initial=run.start_iteration, desc="densepose train",
-               unit="it", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+               unit="it", disable=not (progress and main), dynamic_ncols=True,
+               file=sys.stderr)
     iteration = run.start_iteration
     window = _MetricWindow()
-    with run.metrics_path.open("a") as metrics_file, _StopRequest() as stop:
+    metrics = run.metrics_path.open("a") if main else contextlib.nullcontext()
+    with metrics as metrics_file, _StopRequest() as stop:
         data = iter(run.loader)
         while iteration < end_iteration and not stop.requested:
             batch = batch_to(next(data), run.device)
@@ -583,11 +636,15 @@ def _train_steps(run: _Run, end_iteration: int, progress: bool) -> int:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
             window.add(loss, grad_norm, output)
+            if run.context.enabled:  # a signal reaches the processes at different steps
+                stop.requested = distributed.any_process(stop.requested)
             if _due(iteration, cfg.log_period, end_iteration, stop):
-                run.log(window.take(iteration, lr), metrics_file)
-            if cfg.preview_period and iteration % cfg.preview_period == 0:
+                row = window.take(iteration, lr)  # every process: a collective
+                if main:
+                    run.log(row, metrics_file)
+            if main and cfg.preview_period and iteration % cfg.preview_period == 0:
                 run.preview(batch, iteration)
-            if _due(iteration, cfg.checkpoint_period, end_iteration, stop):
+            if main and _due(iteration, cfg.checkpoint_period, end_iteration, stop):
                 metrics_file.flush()
                 run.save_checkpoint(iteration)
     bar.close()
@@ -602,16 +659,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     run at that step). SIGINT/SIGTERM end it after the current step, with a checkpoint."""
     cfg.validate()
     started = time.time()
-    run = _start_run(cfg, resume)
-    end_iteration = _end_iteration(cfg.solver.max_iter, run.start_iteration, stop_after,
-                                   stop_at)
-    iteration = _train_steps(run, end_iteration, progress)
-    if run.writer is not None:
-        run.writer.close()
-    final = None
-    if iteration >= cfg.solver.max_iter:
-        final = save_weights(run.out / FINAL_WEIGHTS, run.model, run.model_cfg,
-                             metadata={"iteration": iteration})
+    context = distributed.context_from_env()
+    try:
+        run = _start_run(cfg, resume, context)
+        end_iteration = _end_iteration(cfg.solver.max_iter, run.start_iteration, stop_after,
+                                       stop_at)
+        iteration = _train_steps(run, end_iteration, progress)
+        if run.writer is not None:
+            run.writer.close()
+        final = None
+        if iteration >= cfg.solver.max_iter and context.is_main:
+            final = save_weights(run.out / FINAL_WEIGHTS, run.model, run.model_cfg,
+                                 metadata={"iteration": iteration})
+    finally:
+        distributed.stop()
     return TrainingResult(run.out, run.start_iteration, iteration, run.checkpoint_path, final,
                           time.time() - started)
 
