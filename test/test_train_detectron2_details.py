@@ -26,8 +26,11 @@ def _std(tensor: torch.Tensor) -> float:
 
 
 def test_initial_weights_are_detectron2s():
-    torch.manual_seed(0)
-    model = build_model(get_config("R_50_FPN_s1x"))
+    from densepose_ros.training.config import DatasetEntry, TrainConfig
+    from densepose_ros.training.trainer import initial_model
+
+    model, _ = initial_model(TrainConfig(
+        model="R_50_FPN_s1x", datasets=[DatasetEntry(annotations="a.json", symmetry="anny")]))
     layers = dict(model.named_modules())
     predictor = model.roi_heads.box_predictor
     # FastRCNNOutputLayers: normal(std=0.01) classifier, normal(std=0.001) box regressor

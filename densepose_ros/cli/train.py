@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="end this call once the run reaches STEP (checkpoint written; "
                              "the schedule still runs to solver.max_iter, so --resume "
                              "continues it unchanged)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                        help="the config's `precision`: bf16 autocast with float32 master "
+                             "weights on CPUs with AVX512-BF16/AMX (about 2x faster there)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--export", nargs=2, type=Path, metavar=("CHECKPOINT", "OUT"),
                         default=None,
@@ -51,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return 0
     try:
-        cfg = load_train_config(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if args.precision is not None:
+            overrides.append(f"precision={args.precision}")
+        cfg = load_train_config(args.config, overrides)
     except TrainConfigError as error:
         return user_error("train", error)
     try:

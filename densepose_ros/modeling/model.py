@@ -23,7 +23,6 @@ from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
 from densepose_ros.modeling.config import DensePoseHeadConfig, KeypointHeadConfig, ModelConfig
 from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, build_densepose_head
-from densepose_ros.modeling.init import initialize_like_detectron2
 from densepose_ros.modeling.keypoint_head import KeypointHead
 from densepose_ros.modeling.rpn import RPN
 
@@ -208,8 +207,6 @@ class DensePoseRCNN(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> DensePoseRCNN:
-    """DensePose R-CNN for `cfg`, in eval mode, with untrained weights initialised as
-    detectron2 does (``modeling.init``; draws from torch's global generator)."""
-    model = DensePoseRCNN(cfg)
-    initialize_like_detectron2(model)
-    return model.eval()
+    """DensePose R-CNN for `cfg`, in eval mode, with untrained (default-initialised) weights.
+    (Training from scratch initialises them as detectron2 does: ``modeling.init``.)"""
+    return DensePoseRCNN(cfg).eval()

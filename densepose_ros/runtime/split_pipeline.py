@@ -58,9 +58,11 @@ class SplitPipeline:
         self.device = torch.device(device)
         channels = cfg.backbone.fpn_channels
         # Identity heads: only the selection code and the poolers of these modules are used.
-        self.rpn = RPN(cfg.rpn, channels, RPN_STRIDES, cfg.box_scale_clamp, head=nn.Identity())
+        # eval(): inference-time selection (the RPN keeps more proposals while training)
+        self.rpn = RPN(cfg.rpn, channels, RPN_STRIDES, cfg.box_scale_clamp,
+                       head=nn.Identity()).eval()
         self.box_stage = BoxStage(cfg.box_head, channels, ROI_STRIDES, cfg.box_scale_clamp,
-                                  box_head=nn.Identity(), box_predictor=nn.Identity())
+                                  box_head=nn.Identity(), box_predictor=nn.Identity()).eval()
         self.densepose_pooler = make_densepose_pooler(cfg.densepose)
         self.keypoint_pooler = make_keypoint_pooler(cfg.keypoints)
         self.chart_outputs = chart_output_names(cfg)

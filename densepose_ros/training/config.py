@@ -21,6 +21,9 @@ import yaml
 from densepose_ros.data.transforms import AugmentationConfig
 from densepose_ros.training.detection import DetectionTrainingConfig
 
+# Training precisions (TrainConfig.precision).
+PRECISIONS = ("auto", "fp32", "bf16")
+
 
 class TrainConfigError(ValueError):
     """A training configuration file or override that cannot be used."""
@@ -87,8 +90,10 @@ class TrainConfig:
 
     # Named model configuration (densepose_ros.modeling.config).
     model: str = "R_18_FPN_lite"
-    # Starting weights: "" (from scratch), a densepose_ros .pth of the same model, or a
-    # detectron2 .pkl/.pth (imported as with `densepose import-d2`).
+    # Starting weights: "" (from scratch), a densepose_ros .pth of the same model, a
+    # detectron2 model .pkl/.pth (imported as with `densepose import-d2`), a model-zoo name,
+    # "imagenet" (torchvision's ImageNet ResNet-18/50/101 backbone, downloaded once and
+    # cached) or a detectron2 ImageNet backbone pickle (R-50.pkl, R-101.pkl).
     init_weights: str = ""
     datasets: list[DatasetEntry] = field(default_factory=list)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
@@ -102,8 +107,13 @@ class TrainConfig:
     seed: int = 0
     # "auto" (CUDA if available), "cpu" or "cuda[:k]".
     device: str = "auto"
-    # Mixed precision (float16 autocast + gradient scaling); used on CUDA only.
+    # Mixed precision (float16 autocast + gradient scaling); used on CUDA only, with
+    # precision "auto".
     amp: bool = True
+    # "auto" (float16 per `amp` on CUDA, float32 on CPU), "fp32", or "bf16": bfloat16
+    # autocast with float32 master weights and no loss scaling, on CPUs with AVX512-BF16 or
+    # AMX (and on CUDA); about twice as fast on such CPUs (docs/training_and_evaluation.md).
+    precision: str = "auto"
     # Torch CPU threads (0: torch's default).
     torch_threads: int = 0
     # Run directory: checkpoints, metrics.jsonl, TensorBoard logs, loss_curve.png, previews.
@@ -135,6 +145,9 @@ class TrainConfig:
         if self.solver.optimizer not in ("sgd", "adamw"):
             raise TrainConfigError(f"solver.optimizer: expected 'sgd' or 'adamw', got "
                                    f"{self.solver.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise TrainConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got "
+                                   f"{self.precision!r}")
         if self.solver.schedule not in ("steps", "cosine"):
             raise TrainConfigError(f"solver.schedule: expected 'steps' or 'cosine', got "
                                    f"{self.solver.schedule!r}")

@@ -51,8 +51,9 @@ from densepose_ros.inference.checkpoint import (
 from densepose_ros.inference.device import resolve_device
 from densepose_ros.inference.model_zoo import ModelZooError, resolve_weights
 from densepose_ros.modeling.config import ModelConfig, get_config
+from densepose_ros.modeling.init import initialize_like_detectron2
 from densepose_ros.modeling.model import DensePoseRCNN, build_model
-from densepose_ros.training import distributed
+from densepose_ros.training import distributed, pretrained
 from densepose_ros.training.config import TrainConfig, train_config_from_dict
 from densepose_ros.training.detection import TrainingStepOutput, training_step_losses
 from densepose_ros.training.distributed import DistributedContext
@@ -169,7 +170,10 @@ def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
     except ValueError as error:
         raise TrainingError(str(error)) from error
     torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg)
+    if cfg.init_weights == pretrained.IMAGENET or pretrained.is_backbone_pickle(
+            cfg.init_weights):
+        return _pretrained_backbone_model(cfg, model_cfg)
+    model = _fresh_model(model_cfg)
     if cfg.init_weights:
         try:  # a file, or a model-zoo name (downloaded and imported once)
             path = resolve_weights(cfg.init_weights)
@@ -197,6 +201,29 @@ def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
         except (OSError, ValueError) as error:
             raise TrainingError(f"cannot start from {path}: {error}") from error
         model.load_state_dict(state, strict=True)
+    return model, model_cfg
+
+
+def _fresh_model(model_cfg: ModelConfig) -> DensePoseRCNN:
+    """The model with detectron2's initial weights (seeded by the caller)."""
+    model = build_model(model_cfg)
+    initialize_like_detectron2(model)
+    return model
+
+
+def _pretrained_backbone_model(cfg: TrainConfig, model_cfg: ModelConfig
+                               ) -> tuple[DensePoseRCNN, ModelConfig]:
+    """A fresh model (detectron2 initialisation) whose ResNet comes from ImageNet
+    (``training.pretrained``)."""
+    model_cfg = pretrained.model_config_for(model_cfg, cfg.init_weights)
+    model = _fresh_model(model_cfg)
+    try:
+        state = pretrained.backbone_state(model_cfg, cfg.init_weights)
+        loaded = pretrained.load_backbone(model, state, cfg.init_weights)
+    except pretrained.PretrainedError as error:
+        raise TrainingError(f"init_weights: {error}") from error
+    print(f"init_weights: {loaded} ImageNet backbone tensors from {cfg.init_weights}; FPN "
+          "and heads start fresh (seeded)", file=sys.stderr)
     return model, model_cfg
 
 
@@ -387,6 +414,7 @@ class _Run:
     writer: Any
     context: DistributedContext
     losses: torch.nn.Module  # _LossModule, wrapped in DistributedDataParallel when distributed
+    autocast_dtype: torch.dtype | None  # float16 (with the scaler), bfloat16, or None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -405,7 +433,8 @@ class _Run:
         cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
             output = self.losses(batch, self.sampling_generator)
         loss = output.total()
         if not torch.isfinite(loss):
@@ -560,7 +589,9 @@ def _start_run(cfg: TrainConfig, resume: bool, context: DistributedContext) -> _
         out.mkdir(parents=True, exist_ok=True)
     device = _training_device(cfg, context)
     distributed.start(context, device)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = cfg.precision == "auto" and cfg.amp and device.type == "cuda"
+    autocast_dtype = torch.float16 if use_amp else (
+        torch.bfloat16 if cfg.precision == "bf16" else None)
     sampling_generator = torch.Generator()
     # RoI and anchor sampling: its own draws in each process
     sampling_generator.manual_seed(cfg.seed + 7919 * context.rank)
@@ -595,7 +626,7 @@ def _start_run(cfg: TrainConfig, resume: bool, context: DistributedContext) -> _
         _prepare_logs(cfg, out, start_iteration)
         writer = _summary_writer(out / "tb")
     return _Run(cfg, out, device, use_amp, sampling_generator, model, model_cfg, optimizer,
-                scaler, start_iteration, loader, writer, context, losses)
+                scaler, start_iteration, loader, writer, context, losses, autocast_dtype)
 
 
 def _end_iteration(max_iter: int, start_iteration: int, stop_after: int | None,
