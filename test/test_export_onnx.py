@@ -286,16 +286,25 @@ def test_infer_cli_runs_on_the_onnxruntime_backend(exports, tmp_path, capsys):
     assert "needs a .pth" in capsys.readouterr().err
 
 
-def test_auto_on_cpu_uses_onnxruntime_only_with_an_export_at_hand(exports, light_weights,  # noqa: F811
-                                                                  tmp_path, monkeypatch):
+def test_auto_on_cpu_exports_once_and_runs_onnxruntime(exports, light_weights,  # noqa: F811
+                                                      tmp_path, monkeypatch):
     from densepose_ros.runtime import available_backends, create_backend
 
-    monkeypatch.setenv("DENSEPOSE_CACHE", str(tmp_path / "empty_cache"))
+    cache = tmp_path / "empty_cache"
+    monkeypatch.setenv("DENSEPOSE_CACHE", str(cache))
     folder, _ = exports("R_18_FPN_lite")
     backend, reason = create_backend("auto", folder, "cpu")
-    assert backend.name == "onnxruntime" and "ONNX export" in reason
+    assert backend.name == "onnxruntime" and "the weights are an ONNX export" in reason
+    # a .pth: exported now (the fastest CPU backend), into the cache by the weights' hash
     backend, reason = create_backend("auto", light_weights, "cpu")
-    assert backend.name == "torch" and "no ONNX export of these weights is cached" in reason
+    assert backend.name == "onnxruntime" and "exported to ONNX once now" in reason
+    assert "graphs ready in" in reason
+    assert len(list((cache / "onnx").iterdir())) == 1
+    image = cv2.resize(parity_image(), (320, 240))
+    # the next start finds the export and gives the same results
+    again, reason = create_backend("auto", light_weights, "cpu")
+    assert again.name == "onnxruntime" and "is cached" in reason
+    assert compare(backend.infer(image), again.infer(image)).box_px == 0.0
     if not torch.cuda.is_available():
         assert available_backends()["tensorrt"].startswith("unavailable")
 

@@ -319,8 +319,11 @@ def test_the_node_takes_a_model_zoo_name_and_later_starts_offline(zoo, ros_proce
                                                                   monkeypatch):
     from node_fixtures import PARAMS_FILE
 
-    # What a user types: the model's name as the weights parameter, nothing else.
-    args = ["--params-file", str(PARAMS_FILE), "-p", f"weights:={NAME}"]
+    # What a user types: the model's name as the weights parameter; and the torch backend,
+    # because auto would export R-50 to ONNX at start-up (minutes here), which is not what
+    # this test is about (test_export_onnx covers auto's export).
+    args = ["--params-file", str(PARAMS_FILE), "-p", f"weights:={NAME}", "-p",
+            "backend:=torch"]
     node = ros_process(["-m", "densepose_ros.ros.node"], ros_args=args, name="node")
     assert client.wait_for_node(timeout=300), node.output()
     assert "R_50_FPN_s1x" in node.output() and cached_path(NAME) is not None

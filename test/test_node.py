@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from densepose_ros.ros.frame_processor import FrameProcessor
-from densepose_ros.runtime import InferenceSettings
-from densepose_ros.runtime.torch_backend import TorchBackend
+from densepose_ros.runtime import InferenceSettings, create_backend
 
 from node_fixtures import (
     DEFAULTS,
@@ -51,7 +50,8 @@ def rss_mb(pid: int) -> float:
 def test_outputs_equal_the_core_and_headers_propagate(ros_process, client, weights, frames):
     node = start_node(ros_process, weights)
     assert client.wait_for_node(), node.output()
-    reference = FrameProcessor(TorchBackend.from_weights(weights, "cpu"))
+    # the core with the backend the node's defaults pick (auto: the cached ONNX export)
+    reference = FrameProcessor(create_backend("auto", weights, "cpu")[0])
     reference.backend.configure(InferenceSettings(
         score_threshold=TEST_SCORE_THRESHOLD, nms_threshold=DEFAULTS.nms_threshold,
         max_detections=DEFAULTS.max_persons))

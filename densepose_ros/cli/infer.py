@@ -161,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
                           "convert model-zoo weights with `densepose import-d2` and pass "
                           "--weights")
     try:
-        backend, reason = create_backend(args.backend, weights, args.device,
+        # bf16/fp16 are the eager predictor's: auto then means torch
+        name = "torch" if args.precision != "fp32" and args.backend == "auto" else args.backend
+        backend, reason = create_backend(name, weights, args.device,
                                          tensorrt_precision=args.trt_precision)
         # Videos are tracked: lower-scoring detections may continue a track.
         backend.configure(InferenceSettings(

@@ -222,8 +222,10 @@ def video_to_image_bag(
     video: str | Path, bag: str | Path, *, topic: str = "/camera/image_raw",
     frame_id: str = "camera_optical_frame", max_frames: int | None = None,
     start_ns: int = 1_700_000_000_000_000_000, storage: str = "sqlite3",
+    size: tuple[int, int] | None = None, rate_hz: float | None = None,
 ) -> int:
-    """Write the frames of a video as ``sensor_msgs/Image`` messages at the video's rate.
+    """Write the frames of a video as ``sensor_msgs/Image`` messages at the video's rate
+    (or stamped at ``rate_hz``), resized to ``size`` (width, height) when given.
 
     Returns the number of frames written. Raises ``FileNotFoundError``/``ValueError`` for a
     missing or unreadable video.
@@ -234,7 +236,7 @@ def video_to_image_bag(
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise ValueError(f"cannot decode video: {video}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    fps = rate_hz or capture.get(cv2.CAP_PROP_FPS) or 10.0
     period_ns = int(1e9 / fps)
     count = 0
     with BagWriter(bag, storage) as writer:
@@ -242,6 +244,8 @@ def video_to_image_bag(
             ok, frame = capture.read()
             if not ok:
                 break
+            if size is not None:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             stamp = start_ns + count * period_ns
             data = image_to_cdr(frame, stamp, frame_id)
             writer.write(topic, "sensor_msgs/msg/Image", stamp, data)

@@ -1,11 +1,11 @@
 """Backend selection: ``create_backend(name, weights, device)``.
 
 ``auto`` on a CUDA machine prefers tensorrt > onnxruntime (TensorRT/CUDA provider) > torch.
-On a CPU it prefers onnxruntime when an ONNX export of the model is at hand (an export folder
-given as weights, or a cached export of the ``.pth``): measured on the light model at 640x480
-(``benchmarks/bench_backends.py``) onnxruntime is faster than eager PyTorch end to end (see
-``CPU_MEASUREMENT``), but exporting costs ~20-60 s, which ``auto`` does not spend silently at
-start-up; it says so in the reason and torch runs instead.
+On a CPU it takes onnxruntime, the fastest measured there (``CPU_MEASUREMENT``): a ``.pth``
+is exported to ONNX once (10-20 s for the light models, minutes for R-50/101) and cached
+by the weights' sha256, so later starts load the graphs at once; the reason says which, with
+the time the graphs took to be ready. If the export fails, eager PyTorch
+runs instead and the reason says why.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
 # The measurement the CPU choice rests on (benchmarks/bench_backends.py, light model,
 # 640x480, median end-to-end); update it with the benchmark.
-CPU_MEASUREMENT = ("onnxruntime measured 1.4-2.2x faster than eager PyTorch end to end "
-                   "on a 2-core CPU (light model, 640x480, 1/5/20 persons)")
+CPU_MEASUREMENT = ("onnxruntime measured faster than eager PyTorch in the node end to end "
+                   "(default model, 640x480 at 30 Hz, 2-core CPU: 7.3-8.6 against 6.7-7.1 "
+                   "fps, benchmarks/bench_node_e2e.py)")
 
 
 def weights_file(weights: str | Path | None) -> Path | None:
@@ -100,13 +101,14 @@ def choose_auto(path: Path | None, device: str, available: dict[str, str]) -> tu
         if not is_export:
             return "torch", f"auto: GPU; TensorRT {available['tensorrt']}; eager PyTorch on " \
                             "CUDA"
-    if "onnxruntime" in usable and has_export:
-        where = "the weights are an ONNX export" if is_export else "an ONNX export is cached"
-        return "onnxruntime", f"auto: {where}, and {CPU_MEASUREMENT}"
+    if "onnxruntime" in usable and (has_export or path is not None):
+        where = ("the weights are an ONNX export" if is_export else
+                 "an ONNX export of these weights is cached" if has_export else
+                 "these weights are exported to ONNX once now, then cached")
+        return "onnxruntime", f"auto: CPU; {where}; {CPU_MEASUREMENT}"
     why = ("onnxruntime is not installed" if "onnxruntime" not in usable
-           else "no ONNX export of these weights is cached (run `densepose export` or "
-                "backend:=onnxruntime once)")
-    return "torch", f"auto: CPU; {why}, so eager PyTorch ({CPU_MEASUREMENT} when exported)"
+           else "an untrained model")
+    return "torch", f"auto: CPU; {why}, so eager PyTorch"
 
 
 def create_backend(
@@ -137,7 +139,8 @@ def create_backend(
             "untrained model (plumbing tests only)."
         )
     available = available_backends()
-    if name == "auto":
+    automatic = name == "auto"
+    if automatic:
         name, reason = choose_auto(path, device, available)
         log.info("backend %s", reason)
     else:
@@ -158,4 +161,27 @@ def create_backend(
     if path is None:
         return (chosen.untrained(untrained_config or None, device, **extra),
                 reason + "; UNTRAINED")
+    if automatic and name == "onnxruntime" and not path.is_dir():
+        return _exported_or_torch(path, device, reason)
     return chosen.from_weights(path, device, **extra), reason
+
+
+def _exported_or_torch(path: Path, device: str, reason: str) -> tuple[Backend, str]:
+    """``auto``'s onnxruntime on a ``.pth``: the cached export (made now if absent, timed),
+    or eager PyTorch when the export or its loading fails."""
+    import time
+
+    from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from densepose_ros.runtime.torch_backend import TorchBackend
+
+    started = time.monotonic()
+    try:
+        backend = OnnxRuntimeBackend.from_weights(path, device)
+    except (ValueError, FileNotFoundError):
+        raise  # the weights file itself is unusable: the same error as any backend's
+    except Exception as error:  # the exporter or onnxruntime: keep the node running
+        log.warning("ONNX export of %s failed (%s); running eager PyTorch", path, error)
+        return (TorchBackend.from_weights(path, device),
+                f"auto: CPU; the ONNX export failed ({error}), so eager PyTorch")
+    took = time.monotonic() - started
+    return backend, f"{reason} (graphs ready in {took:.1f} s)"

@@ -56,6 +56,10 @@ class OnnxRuntimeBackend(GraphBackend):
         # the same way and benchmarks compare like with like.
         options.intra_op_num_threads = torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting between runs: each graph has its own thread pool, and spinning
+        # pools took the cores from the node's callbacks and the glue (measured in the node:
+        # benchmarks/bench_node_e2e.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {}
         for graph in graph_names(bundle.config):
             path = bundle.path(graph)

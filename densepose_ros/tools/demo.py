@@ -39,13 +39,16 @@ OUTPUT_TOPICS = {
 }
 
 
-def _start_node(weights: Path | None, log_path: Path, domain: str) -> subprocess.Popen:
+def _start_node(weights: Path | None, log_path: Path, domain: str, backend: str | None = None
+                ) -> subprocess.Popen:
     params = [
         "--params-file", str(paths.source_root() / "config" / "densepose.yaml"),
         # QoS stays at its default, as a user's would; diagnostics come faster so that the
         # summary counts the last frames.
         "-r", f"image:={INPUT_TOPIC}", "-p", "diagnostics_period:=0.5",
     ]
+    if backend:
+        params += ["-p", f"backend:={backend}"]
     if weights is not None:
         params += ["-p", f"weights:={weights}"]
     else:
@@ -240,7 +243,8 @@ def _summary(video: Path, frames: int, play_time: float, recorder: _OutputRecord
     }
 
 
-def run_demo(out: Path, seconds: float, weights: Path | None) -> dict:
+def run_demo(out: Path, seconds: float, weights: Path | None, backend: str | None = None
+             ) -> dict:
     """The four steps of the module docstring; the node process is always stopped."""
     import rclpy
     from rclpy.node import Node
@@ -256,7 +260,7 @@ def run_demo(out: Path, seconds: float, weights: Path | None) -> dict:
     print(f"demo: {frames} frames of {video.name} -> {input_bag}")
 
     domain = str(50 + os.getpid() % 50)
-    node = _start_node(weights, out / "node.log", domain)
+    node = _start_node(weights, out / "node.log", domain, backend)
     try:
         os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         rclpy.init()
@@ -285,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=DEMO_SECONDS)
     parser.add_argument("--weights", type=Path, default=None,
                         help="model file (default: the bundled default model)")
+    parser.add_argument("--backend", default=None,
+                        help="the node's backend (default: its own, auto)")
     args = parser.parse_args(argv)
     data_dir = paths.sample_data_dir()
     if data_dir is None or not (data_dir / "vtest.avi").is_file():
@@ -295,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print("demo: NOTE: the bundled default model was not found; the node runs an "
               "UNTRAINED model: the pipeline is real, the detections are not.")
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = run_demo(args.out.resolve(), args.seconds, weights)
+    summary = run_demo(args.out.resolve(), args.seconds, weights, args.backend)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in summary.items()]
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
