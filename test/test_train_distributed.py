@@ -81,10 +81,10 @@ def test_two_gloo_processes_train_the_weights_of_one_with_their_joint_batch(runs
             continue
         update = float((weights - start[name]).norm())
         difference = float((two[name] - weights).norm())
-        # Float rounding (sums in another order, batch norm over two halves) stays far
-        # under 2% of each tensor's update over two steps; a wrong batch, loss scale or
-        # missing gradient sync differs by a sizeable part of the update itself.
-        assert difference <= 0.02 * update + 1e-6, (name, difference, update)
+        # Float rounding (sums in another order, batch norm over two halves) stays under
+        # 1e-4 of each tensor's update over two steps (measured 3.7e-5 at most); a wrong
+        # batch, loss scale or missing gradient sync differs by a sizeable part of it.
+        assert difference <= 1e-3 * update + 1e-7, (name, difference, update)
         moved.append(update)
     assert sorted(moved)[len(moved) // 2] > 1e-4  # most tensors did move
 

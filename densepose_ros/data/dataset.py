@@ -138,6 +138,12 @@ class DensePoseCocoDataset(Dataset):
         return self.transform(self.load(index), rng)
 
 
+def source_offsets(sizes: list[int]) -> np.ndarray:
+    """[S + 1] int64 first index of each source in the sources' concatenation, then the
+    total (how ``MixedDataset`` and ``sampling.TrainingSampler`` number items)."""
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
 class MixedDataset(Dataset):
     """Several datasets as one, with the share of draws each should get.
 
@@ -157,7 +163,7 @@ class MixedDataset(Dataset):
         self.datasets = datasets
         self.probabilities = ratios_array / ratios_array.sum()
         self.sizes = [len(d) for d in datasets]
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self.offsets = source_offsets(self.sizes)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from densepose_ros.data.dataset import source_offsets
+
 # Sources drawn per call of the random generator (a chunk, for speed).
 _CHUNK = 1024
 
@@ -48,7 +50,7 @@ class TrainingSampler(Sampler[int]):
             raise ValueError(f"rank {rank} outside a world of {world_size}")
         self.sizes = list(sizes)
         self.probabilities = torch.as_tensor(probs / probs.sum())
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self.offsets = source_offsets(self.sizes)
         self.seed, self.rank, self.world_size = seed, rank, world_size
 
     def __iter__(self) -> Iterator[int]:

@@ -82,9 +82,9 @@ def mean_share(local_count: int | torch.Tensor) -> float:
     """Factor that turns a mean over this process's ``local_count`` items into its share of
     the mean over every process's items, once gradients are averaged (module docstring).
     1 when not distributed. Every process must call it at the same point (a collective)."""
-    count = float(local_count)
-    if world_size() == 1:
+    if world_size() == 1:  # before float(): no device sync per loss in one process
         return 1.0
+    count = float(local_count)
     total = global_sum(count)
     return world_size() * count / total if total > 0 else 1.0
 
