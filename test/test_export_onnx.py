@@ -36,6 +36,7 @@ from densepose_ros.modeling.config import CONFIG_NAMES
 from densepose_ros.runtime import InferenceSettings
 from densepose_ros.runtime.base import NO_RESIZE
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from densepose_ros.runtime.openvino_backend import OpenVinoBackend, cpu_has_bf16
 from densepose_ros.runtime.torch_backend import TorchBackend
 
 from node_fixtures import vtest_frames
@@ -45,6 +46,8 @@ CHARTS = ("coarse_segm", "fine_segm", "u", "v")
 # fixture and use seeded default initialisation.
 D2_CONFIGS = ("R_50_FPN_s1x_legacy", "R_50_FPN_s1x")
 SMALL_INPUT = (320, 416)
+# What ``auto`` runs on this machine's CPU (the measured order: runtime/factory.py)
+CPU_AUTO = "openvino" if cpu_has_bf16() else "onnxruntime"
 
 
 @dataclass
@@ -166,11 +169,14 @@ def test_every_config_matches_pytorch_on_small_frames(exports, name):
     settings = InferenceSettings(resize_shortest_edge=SMALL_INPUT[0], resize_max_size=544,
                                  max_detections=10)
     reference, exported = backends(exports, name, settings)
+    openvino = OpenVinoBackend(load_bundle(exports(name)[0]), "cpu", "fp32")
+    openvino.configure(settings)
     for image in (parity_image(), several_people_frame()):
-        diff = compare(reference.infer(image), exported.infer(image))
-        print(name, image.shape, diff)
-        assert diff.count[0] == diff.count[1], diff
-        assert diff.box_px < 4.0 and diff.score < 5e-3 and diff.chart < 0.05, diff
+        for runtime in (exported, openvino):
+            diff = compare(reference.infer(image), runtime.infer(image))
+            print(name, runtime.name, image.shape, diff)
+            assert diff.count[0] == diff.count[1], diff
+            assert diff.box_px < 4.0 and diff.score < 5e-3 and diff.chart < 0.05, diff
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -255,12 +261,12 @@ def test_pth_weights_are_exported_once_into_the_cache(light_weights, tmp_path,  
     monkeypatch.setenv("DENSEPOSE_CACHE", str(tmp_path / "cache"))
     from densepose_ros.runtime import create_backend
 
-    backend, _ = create_backend("onnxruntime", light_weights, "cpu")
+    backend, _ = create_backend(CPU_AUTO, light_weights, "cpu")
     manifests = list((tmp_path / "cache").rglob(MANIFEST_NAME))
     assert len(manifests) == 1
     stamp = manifests[0].stat().st_mtime_ns
     again, reason = create_backend("auto", light_weights, "cpu")
-    assert again.name == "onnxruntime" and "cached" in reason  # auto uses the cached export
+    assert again.name == CPU_AUTO and "cached" in reason  # auto uses the cached export
     assert manifests[0].stat().st_mtime_ns == stamp  # not exported twice
     image = cv2.resize(parity_image(), (320, 240))
     assert compare(backend.infer(image), again.infer(image)).box_px == 0.0
@@ -286,24 +292,32 @@ def test_infer_cli_runs_on_the_onnxruntime_backend(exports, tmp_path, capsys):
     assert "needs a .pth" in capsys.readouterr().err
 
 
-def test_auto_on_cpu_exports_once_and_runs_onnxruntime(exports, light_weights,  # noqa: F811
-                                                      tmp_path, monkeypatch):
-    from densepose_ros.runtime import available_backends, create_backend
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_on_cpu_exports_once_and_runs_the_fastest_measured(
+        exports, light_weights, tmp_path, monkeypatch, native_bf16):  # noqa: F811
+    """OpenVINO (bf16) on CPUs with native bfloat16, else onnxruntime (the measured order,
+    README "Performance"); both from the export, made once."""
+    from densepose_ros.runtime import available_backends, create_backend, factory
 
+    if native_bf16 and not cpu_has_bf16():
+        pytest.skip("this CPU has no native bfloat16")
+    monkeypatch.setattr(factory, "_openvino_bf16", lambda: native_bf16)
+    expected = "openvino" if native_bf16 else "onnxruntime"
     cache = tmp_path / "empty_cache"
     monkeypatch.setenv("DENSEPOSE_CACHE", str(cache))
     folder, _ = exports("R_18_FPN_lite")
     backend, reason = create_backend("auto", folder, "cpu")
-    assert backend.name == "onnxruntime" and "the weights are an ONNX export" in reason
+    assert backend.name == expected and "the weights are an ONNX export" in reason
     # a .pth: exported now (the fastest CPU backend), into the cache by the weights' hash
     backend, reason = create_backend("auto", light_weights, "cpu")
-    assert backend.name == "onnxruntime" and "exported to ONNX once now" in reason
+    assert backend.name == expected and "exported to ONNX once now" in reason
     assert "graphs ready in" in reason
+    assert ("bf16" in backend.describe()) == native_bf16
     assert len(list((cache / "onnx").iterdir())) == 1
     image = cv2.resize(parity_image(), (320, 240))
     # the next start finds the export and gives the same results
     again, reason = create_backend("auto", light_weights, "cpu")
-    assert again.name == "onnxruntime" and "is cached" in reason
+    assert again.name == expected and "is cached" in reason
     assert compare(backend.infer(image), again.infer(image)).box_px == 0.0
     if not torch.cuda.is_available():
         assert available_backends()["tensorrt"].startswith("unavailable")

@@ -45,13 +45,19 @@ def settings() -> InferenceSettings:
                              max_detections=DEFAULTS.max_persons)
 
 
-def test_node_runs_the_onnxruntime_backend(ros_process, client, weights, export_folder):
+def start_node(ros_process, client, export_folder, backend: str):
+    """The node on ``export_folder`` with ``backend``, once it reports that backend running."""
     node = ros_process(["-m", "densepose_ros.ros.node"], name="node", ros_args=node_args(
-        export_folder, "-p", "backend:=onnxruntime"))
+        export_folder, "-p", f"backend:={backend}"))
     assert client.wait_for_node(), node.output()
     assert client.spin_until(
-        lambda: client.diagnostic_values().get("backend", "").startswith("onnxruntime/CPU"), 20
+        lambda: client.diagnostic_values().get("backend", "").startswith(f"{backend}/CPU"), 30
     ), client.diagnostic_values()
+    return node
+
+
+def test_node_runs_the_onnxruntime_backend(ros_process, client, weights, export_folder):
+    node = start_node(ros_process, client, export_folder, "onnxruntime")
     exported = FrameProcessor(OnnxRuntimeBackend.from_weights(export_folder, "cpu"))
     eager = TorchBackend.from_weights(weights, "cpu")
     for backend in (exported.backend, eager):
@@ -76,3 +82,23 @@ def test_node_runs_the_onnxruntime_backend(ros_process, client, weights, export_
         got_scores = sorted(p.score for p in msg.persons)
         want_scores = sorted(reference.scores.tolist())
         assert got_scores == pytest.approx(want_scores, abs=1e-4)
+
+
+def test_node_runs_the_openvino_backend(ros_process, client, export_folder):
+    """``backend: openvino`` with its default precision (bf16 on CPUs with native bfloat16):
+    the node publishes what the OpenVINO backend computes in this process."""
+    from densepose_ros.runtime.openvino_backend import OpenVinoBackend
+
+    node = start_node(ros_process, client, export_folder, "openvino")
+    expected = FrameProcessor(OpenVinoBackend.from_weights(export_folder, "cpu"))
+    expected.backend.configure(settings())
+    assert client.diagnostic_values()["backend"].split()[1] == expected.backend.precision
+    image = vtest_frames(1)[0]
+    client.image_pub.publish(client.image_msg(image, STAMP0))
+    assert client.spin_until(lambda: answer(client, STAMP0) is not None, 60), node.output()
+    msg = answer(client, STAMP0)
+    want = expected.process(image, correspondence_stride=DEFAULTS.correspondence_stride)
+    assert len(want.persons) > 0, "test model should detect something"
+    assert len(msg.persons) == len(want.persons)
+    for got, person in zip(msg.persons, want.persons, strict=True):
+        assert got.score == pytest.approx(person.score, abs=1e-3)

@@ -31,7 +31,8 @@ from densepose_ros.evaluation.prediction_file import (
     save_predictions,
 )
 from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
-from densepose_ros.inference.precision import ENGINE_PRECISIONS
+from densepose_ros.inference.precision import ENGINE_PRECISIONS, OPENVINO_PRECISIONS
+from densepose_ros.runtime.factory import BACKEND_NAMES
 
 _DEFAULTS = EvaluationConfig()
 
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "are not computed")
     parser.add_argument("--out", default=None, help="write the JSON report here")
     parser.add_argument("--backend", default="torch",
-                        choices=("torch", "onnxruntime", "tensorrt"),
+                        choices=[n for n in BACKEND_NAMES if n != "auto"],
                         help="inference backend (default: %(default)s)")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda, cuda:N or auto (default: %(default)s; tensorrt "
@@ -65,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trt-precision", choices=ENGINE_PRECISIONS, default=None,
                         help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
                              "else fp16)")
+    parser.add_argument("--ov-precision", choices=OPENVINO_PRECISIONS, default=None,
+                        help="OpenVINO precision (default: $DENSEPOSE_OV_PRECISION, else bf16 "
+                             "on CPUs with AMX/AVX512-BF16, fp16 on GPUs, else fp32)")
     parser.add_argument("--save-predictions", default=None, metavar="NPZ",
                         help="also write the model's predictions here (for --predictions)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images")
@@ -129,7 +133,8 @@ def _add_model_predictions(args: argparse.Namespace, records: list, images_dir: 
     device = "cuda" if args.backend == "tensorrt" else args.device
     try:
         backend, _ = create_backend(args.backend, args.weights, device,
-                                    tensorrt_precision=args.trt_precision)
+                                    tensorrt_precision=args.trt_precision,
+                                    openvino_precision=args.ov_precision)
     except (BackendUnavailable, ValueError, OSError, RuntimeError) as error:
         return user_error("eval", f"cannot load {args.weights} on {args.backend}: {error}")
     saved = []

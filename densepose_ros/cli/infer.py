@@ -22,9 +22,14 @@ import numpy as np
 
 from densepose_ros.cli.common import USER_ERROR, user_error
 from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
-from densepose_ros.inference.precision import ENGINE_PRECISIONS, PREDICTOR_PRECISIONS
+from densepose_ros.inference.precision import (
+    ENGINE_PRECISIONS,
+    OPENVINO_PRECISIONS,
+    PREDICTOR_PRECISIONS,
+)
 from densepose_ros.io.media import BAG_FILE_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
+from densepose_ros.runtime.factory import BACKEND_NAMES
 from densepose_ros.tracking.bytetrack import ByteTracker, TrackerConfig, follow
 
 # Exit status after Ctrl-C (128 + SIGINT), as shells report it.
@@ -42,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (created)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--backend", default="auto",
-                        choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                        choices=BACKEND_NAMES,
                         help="inference backend (auto: the fastest available, reason printed); "
                              "--weights may be an ONNX export folder for onnxruntime/tensorrt")
     parser.add_argument("--score-threshold", type=float, default=None,
@@ -59,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trt-precision", choices=ENGINE_PRECISIONS, default=None,
                         help="TensorRT engine precision (default: $DENSEPOSE_TRT_PRECISION, "
                              "else fp16)")
+    parser.add_argument("--ov-precision", choices=OPENVINO_PRECISIONS, default=None,
+                        help="OpenVINO precision (default: $DENSEPOSE_OV_PRECISION, else bf16 "
+                             "on CPUs with AMX/AVX512-BF16, fp16 on GPUs, else fp32)")
     parser.add_argument("--no-tracking", action="store_true",
                         help="videos and bags: do not follow people over frames (every id is 0)")
     bags = parser.add_argument_group(
@@ -164,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         # bf16/fp16 are the eager predictor's: auto then means torch
         name = "torch" if args.precision != "fp32" and args.backend == "auto" else args.backend
         backend, reason = create_backend(name, weights, args.device,
-                                         tensorrt_precision=args.trt_precision)
+                                         tensorrt_precision=args.trt_precision,
+                                         openvino_precision=args.ov_precision)
         # Videos are tracked: lower-scoring detections may continue a track.
         backend.configure(InferenceSettings(
             score_threshold=min(args.score_threshold, TrackerConfig().low_threshold),

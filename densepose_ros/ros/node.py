@@ -170,6 +170,7 @@ class DensePoseNode(LifecycleNode):
                 allow_untrained=self.config.allow_untrained,
                 untrained_config=self.config.untrained_config,
                 tensorrt_precision=self.config.tensorrt_precision or None,
+                openvino_precision=self.config.openvino_precision or None,
             )
         except Exception as error:  # a missing/corrupt model fails the transition, not the node
             self._last_error = f"configure failed: {error}"

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
-from densepose_ros.inference.precision import ENGINE_PRECISIONS
+from densepose_ros.inference.precision import ENGINE_PRECISIONS, OPENVINO_PRECISIONS
 from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
+from densepose_ros.runtime.factory import BACKEND_NAMES
 from densepose_ros.tracking.bytetrack import TrackerConfig
 
 # The tracker's defaults live in TrackerConfig; the parameters below start from them.
@@ -45,12 +46,15 @@ class NodeConfig:
         "", "Model configuration used with allow_untrained (empty: the light configuration).")
     backend: str = _param(
         "auto", "Inference backend; auto picks the fastest available and logs why.",
-        choices=("auto", "tensorrt", "onnxruntime", "torch"))
+        choices=BACKEND_NAMES)
     device: str = _param("auto", "Device: auto, cpu, cuda or cuda:N.")
     tensorrt_precision: str = _param(
         "", "TensorRT engine precision; empty: $DENSEPOSE_TRT_PRECISION, else fp16. int8 "
         "needs engines built beforehand (`densepose build-engine --int8 --calib ...`).",
         choices=("", *ENGINE_PRECISIONS))
+    openvino_precision: str = _param(
+        "", "OpenVINO precision; empty: $DENSEPOSE_OV_PRECISION, else bf16 on CPUs with AMX "
+        "or AVX512-BF16, fp16 on GPUs, else fp32.", choices=("", *OPENVINO_PRECISIONS))
     # --- detection and output (safe to change at run time) -----------------------------
     score_threshold: float = _param(
         DEFAULT_SCORE_THRESHOLD, "Minimum detection score of a published person.",

@@ -1,16 +1,18 @@
-"""INT8 calibration inputs for TensorRT: the export run in onnxruntime (CPU) on calibration
-images, recording what each graph receives. Lives beside the backends because it runs
-one; ``export.tensorrt_engine.ensure_engines`` takes it as ``collect_calibration``."""
+"""INT8 calibration inputs: the export run in onnxruntime (CPU) on calibration images,
+recording what each graph receives. Lives beside the backends because it runs one;
+``export.tensorrt_engine.ensure_engines`` takes it as ``collect_calibration`` and
+``export.quantize.quantize_bundle`` takes its records for onnxruntime/OpenVINO INT8."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle
-from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, DENSEPOSE_HEAD, graph_names
+from densepose_ros.export.graphs import BACKBONE, DENSEPOSE_HEAD, graph_names
 from densepose_ros.export.tensorrt_engine import (
     EngineBuildOptions,
     EngineError,
@@ -24,10 +26,19 @@ log = logging.getLogger(__name__)
 def collect_calibration_inputs(bundle: OnnxBundle, options: EngineBuildOptions,
                                progress: Callable[[str], None] = log.info
                                ) -> dict[str, list[np.ndarray]]:
-    """Each graph's inputs on the calibration images, recorded from the export run in
-    onnxruntime (CPU): padded images for the backbone, pooled features for the heads."""
+    """``record_graph_inputs`` on the calibration images of a TensorRT engine build."""
     if options.calibration_source is None:
         raise EngineError("INT8 needs calibration images: give a folder or a bag")
+    return record_graph_inputs(bundle, options.calibration_source, options.calibration_images,
+                               progress)
+
+
+def record_graph_inputs(bundle: OnnxBundle, source: Path, limit: int,
+                        progress: Callable[[str], None] = log.info
+                        ) -> dict[str, list[np.ndarray]]:
+    """Each graph's inputs on up to ``limit`` images of ``source`` (a folder or a bag),
+    recorded from the export run in onnxruntime (CPU): padded images for the backbone,
+    pooled features for the heads. ``EngineError`` when the images give a graph nothing."""
     backend = OnnxRuntimeBackend(bundle, "cpu")
     recorded: dict[str, list[np.ndarray]] = {g: [] for g in graph_names(bundle.config)}
     run_graph = backend.run_graph
@@ -38,15 +49,15 @@ def collect_calibration_inputs(bundle: OnnxBundle, options: EngineBuildOptions,
 
     backend.pipeline.run_graph = recording
     count = 0
-    for image in calibration_images(options.calibration_source, options.calibration_images):
+    for image in calibration_images(source, limit):
         backend.infer(image)
         count += 1
         if count % 10 == 0:
             progress(f"calibration: {count} images")
     if not recorded[BACKBONE]:
-        raise EngineError(f"{options.calibration_source}: no readable calibration images")
-    for graph in (BOX_HEAD, DENSEPOSE_HEAD):
-        if not recorded[graph]:
+        raise EngineError(f"{source}: no readable calibration images")
+    for graph in graph_names(bundle.config):
+        if graph != BACKBONE and not recorded[graph]:
             raise EngineError(f"the calibration images gave no {graph} inputs (no proposals "
                               "or no detections); use images with people in them")
     progress(f"calibration: {count} images, {len(recorded[DENSEPOSE_HEAD])} with persons")

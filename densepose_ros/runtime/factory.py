@@ -1,11 +1,14 @@
 """Backend selection: ``create_backend(name, weights, device)``.
 
 ``auto`` on a CUDA machine prefers tensorrt > onnxruntime (TensorRT/CUDA provider) > torch.
-On a CPU it takes onnxruntime, the fastest measured there (``CPU_MEASUREMENT``): a ``.pth``
-is exported to ONNX once (10-20 s for the light models, minutes for R-50/101) and cached
-by the weights' sha256, so later starts load the graphs at once; the reason says which, with
-the time the graphs took to be ready. If the export fails, eager PyTorch
-runs instead and the reason says why.
+Elsewhere it follows the CPU measurements (``benchmarks/bench_backends.py``, README
+"Performance"): OpenVINO in bf16 where the CPU computes bfloat16 natively (AMX or
+AVX512-BF16: 1.5-4x eager PyTorch; ``OPENVINO_MEASUREMENT``), else onnxruntime
+(``CPU_MEASUREMENT``; OpenVINO in fp32 measured no faster). Both run the ONNX export: a
+``.pth`` is exported once (10-20 s for the light models, minutes for R-50/101) and cached by
+the weights' sha256, so later starts load the graphs at once; the reason says which, with
+the time the graphs took to be ready. If the export fails, eager PyTorch runs instead and the
+reason says why.
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ from densepose_ros.runtime.base import Backend, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
 # The measurement the CPU choice rests on (benchmarks/bench_backends.py, light model,
 # 640x480, median end-to-end); update it with the benchmark.
 CPU_MEASUREMENT = ("onnxruntime measured faster than eager PyTorch in the node end to end "
                    "(default model, 640x480 at 30 Hz, 2-core CPU: 7.3-8.6 against 6.7-7.1 "
                    "fps, benchmarks/bench_node_e2e.py)")
+
+
+OPENVINO_MEASUREMENT = ("OpenVINO bf16 measured fastest on CPUs with native bfloat16 (default "
+                        "model at 640x480, 2-core Xeon with AMX: 32-38 ms against onnxruntime's "
+                        "55-61 and PyTorch's 62; AP(GPS) 27.0 against 27.2, "
+                        "benchmarks/bench_backends.py)")
 
 
 def weights_file(weights: str | Path | None) -> Path | None:
@@ -50,6 +59,14 @@ def available_backends() -> dict[str, str]:
 
         providers = onnxruntime.get_available_providers()
         found["onnxruntime"] = f"onnxruntime {onnxruntime.__version__} ({', '.join(providers)})"
+    if importlib.util.find_spec("openvino") is None:
+        found["openvino"] = "unavailable: openvino is not installed"
+    else:
+        import openvino
+
+        devices = openvino.Core().available_devices
+        found["openvino"] = f"OpenVINO {openvino.__version__.split('-')[0]} " \
+                            f"({', '.join(devices)})"
     if importlib.util.find_spec("tensorrt") is None:
         found["tensorrt"] = "unavailable: the tensorrt package is not installed " \
                             "(requirements/gpu.txt)"
@@ -65,6 +82,12 @@ def _onnx_gpu_providers() -> bool:
 
     return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"}
                 & set(onnxruntime.get_available_providers()))
+
+
+def _openvino_bf16() -> bool:
+    from densepose_ros.runtime.openvino_backend import cpu_has_bf16
+
+    return cpu_has_bf16()
 
 
 def _export_at_hand(path: Path | None) -> bool:
@@ -101,10 +124,12 @@ def choose_auto(path: Path | None, device: str, available: dict[str, str]) -> tu
         if not is_export:
             return "torch", f"auto: GPU; TensorRT {available['tensorrt']}; eager PyTorch on " \
                             "CUDA"
+    where = ("the weights are an ONNX export" if is_export else
+             "an ONNX export of these weights is cached" if has_export else
+             "these weights are exported to ONNX once now, then cached")
+    if "openvino" in usable and (has_export or path is not None) and _openvino_bf16():
+        return "openvino", f"auto: CPU with native bfloat16; {where}; {OPENVINO_MEASUREMENT}"
     if "onnxruntime" in usable and (has_export or path is not None):
-        where = ("the weights are an ONNX export" if is_export else
-                 "an ONNX export of these weights is cached" if has_export else
-                 "these weights are exported to ONNX once now, then cached")
         return "onnxruntime", f"auto: CPU; {where}; {CPU_MEASUREMENT}"
     why = ("onnxruntime is not installed" if "onnxruntime" not in usable
            else "an untrained model")
@@ -114,10 +139,12 @@ def choose_auto(path: Path | None, device: str, available: dict[str, str]) -> tu
 def create_backend(
     name: str, weights: str | Path | None = None, device: str = "auto", *,
     allow_untrained: bool = False, untrained_config: str = "",
-    tensorrt_precision: str | None = None,
+    tensorrt_precision: str | None = None, openvino_precision: str | None = None,
 ) -> tuple[Backend, str]:
     """A ready backend and the reason it was chosen. `tensorrt_precision` (fp32, fp16, int8;
-    None: $DENSEPOSE_TRT_PRECISION or fp16) applies when the backend is tensorrt.
+    None: $DENSEPOSE_TRT_PRECISION or fp16) applies when the backend is tensorrt,
+    `openvino_precision` (fp32, bf16, fp16; None: $DENSEPOSE_OV_PRECISION or fp32) when it
+    is openvino.
 
     Raises ``FileNotFoundError`` when no model is available (no ``weights``, no bundled
     default, and ``allow_untrained`` false), ``ValueError`` for an unusable model file,
@@ -130,6 +157,10 @@ def create_backend(
         from densepose_ros.runtime.tensorrt_backend import resolve_precision
 
         resolve_precision(tensorrt_precision)  # a typo is an error on every machine
+    if openvino_precision:
+        from densepose_ros.runtime.openvino_backend import resolve_precision as ov_precision
+
+        ov_precision(openvino_precision)
     path = weights_file(weights)
     if path is None and not allow_untrained:
         raise FileNotFoundError(
@@ -151,32 +182,35 @@ def create_backend(
         from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend as chosen
     elif name == "tensorrt":
         from densepose_ros.runtime.tensorrt_backend import TensorRTBackend as chosen
+    elif name == "openvino":
+        from densepose_ros.runtime.openvino_backend import OpenVinoBackend as chosen
     else:
         from densepose_ros.runtime.torch_backend import TorchBackend as chosen
         if path is not None and path.is_dir():
             raise ValueError(f"{path} is a folder (an ONNX export?): the torch backend needs "
                              "a .pth weights file")
 
-    extra = {"precision": tensorrt_precision or None} if name == "tensorrt" else {}
+    extra = ({"precision": tensorrt_precision or None} if name == "tensorrt" else
+             {"precision": openvino_precision or None} if name == "openvino" else {})
     if path is None:
         return (chosen.untrained(untrained_config or None, device, **extra),
                 reason + "; UNTRAINED")
-    if automatic and name == "onnxruntime" and not path.is_dir():
-        return _exported_or_torch(path, device, reason)
+    if automatic and name in ("onnxruntime", "openvino") and not path.is_dir():
+        return _exported_or_torch(chosen, path, device, reason, extra)
     return chosen.from_weights(path, device, **extra), reason
 
 
-def _exported_or_torch(path: Path, device: str, reason: str) -> tuple[Backend, str]:
-    """``auto``'s onnxruntime on a ``.pth``: the cached export (made now if absent, timed),
-    or eager PyTorch when the export or its loading fails."""
+def _exported_or_torch(chosen: type, path: Path, device: str, reason: str, extra: dict
+                       ) -> tuple[Backend, str]:
+    """``auto``'s onnxruntime or OpenVINO on a ``.pth``: the cached export (made now if
+    absent, timed), or eager PyTorch when the export or its loading fails."""
     import time
 
-    from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from densepose_ros.runtime.torch_backend import TorchBackend
 
     started = time.monotonic()
     try:
-        backend = OnnxRuntimeBackend.from_weights(path, device)
+        backend = chosen.from_weights(path, device, **extra)
     except (ValueError, FileNotFoundError):
         raise  # the weights file itself is unusable: the same error as any backend's
     except Exception as error:  # the exporter or onnxruntime: keep the node running
