@@ -38,7 +38,8 @@ class NodeConfig:
     # --- model -------------------------------------------------------------------------
     weights: str = _param(
         "", "Model: a .pth file (from `densepose import-d2`/`train`) or an export folder (from "
-        "`densepose export`, for onnxruntime/tensorrt). Empty: the bundled default model.")
+        "`densepose export`, for onnxruntime/openvino/tensorrt; `--int8` for INT8). Empty: the "
+        "bundled default model.")
     allow_untrained: bool = _param(
         False, "If no weights are available, run an UNTRAINED model of `untrained_config` "
         "(outputs are meaningless; for plumbing tests only). Logged loudly.")
