@@ -10,6 +10,7 @@ Run: ``ros2 run densepose_ros densepose_node`` or ``python -m densepose_ros.ros.
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
 import threading
 import time
@@ -24,7 +25,11 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -524,10 +529,20 @@ class DensePoseNode(LifecycleNode):
 SHUTDOWN_GRACE_S = 20.0
 
 
+def make_executor():
+    """One callback thread: callbacks here only file frames and answer services (inference
+    runs on the node's own worker thread), and a second executor thread only added work
+    competing with inference for the GIL (benchmarks/bench_node_e2e.py).
+    $DENSEPOSE_EXECUTOR=multithreaded restores two."""
+    if os.environ.get("DENSEPOSE_EXECUTOR") == "multithreaded":
+        return MultiThreadedExecutor(num_threads=2)
+    return SingleThreadedExecutor()
+
+
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=sys.argv if args is None else args)
     node = DensePoseNode()
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = make_executor()
     executor.add_node(node)
     try:
         executor.spin()
