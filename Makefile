@@ -3,6 +3,7 @@
 #   make test   - lint + the whole test suite
 #   make bench  - benchmarks (medians), written to bench_output/
 #   make test-gpu - the CUDA/TensorRT tests (on a machine with an NVIDIA GPU)
+#   make bench-gpu - TensorRT fp16/int8, onnxruntime-gpu and torch CUDA times (NVIDIA GPU)
 #   make test-launch LAUNCH_SRC=DIR - the launch files under the real ROS 2 launch, built from
 #       upstream checkouts in DIR (launch, launch_ros, osrf_pycommon, rcl_interfaces)
 #   make default-model - reproduce models/densepose_default.pth (data, training, eval; ~2 h)
@@ -12,7 +13,7 @@ SHELL := /bin/bash
 RUN := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-gpu test-launch bench lint format clean default-model
+.PHONY: setup demo test test-gpu test-launch bench bench-gpu lint format clean default-model
 
 setup:
 	@scripts/setup.sh
@@ -42,6 +43,12 @@ test-launch: setup
 
 bench: setup
 	@$(RUN) python benchmarks/run_all.py --out bench_output $(BENCH)
+
+# On a CUDA machine: the GPU extras (as test-gpu), then every GPU backend timed.
+bench-gpu: setup
+	@$(RUN) pip uninstall -q -y onnxruntime && \
+	  pip install -q -r requirements/gpu.txt -c requirements/torch.txt && \
+	  python benchmarks/gpu_backends.py --out bench_output $(BENCH)
 
 # RUN_DIR, STOP_AT and TRAIN_ARGS="key=value ..." go to scripts/train_default_model.sh.
 default-model: setup

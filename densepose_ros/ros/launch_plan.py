@@ -24,7 +24,7 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
                     "<camera>/aligned_depth_to_color/camera_info)"),
     "compressed": ("", "true/false: read <image>/compressed (JPEG/PNG); empty: params_file"),
     "depth": ("", "true/false: use depth + camera_info for 3D points; empty: params_file"),
-    "backend": ("", "auto, tensorrt, onnxruntime or torch; empty: params_file"),
+    "backend": ("", "auto, tensorrt, onnxruntime, openvino or torch; empty: params_file"),
     "weights": ("", "model file or export folder; empty: params_file"),
     "params_file": ("", "parameters YAML; empty: the installed config/densepose.yaml"),
     "namespace": ("", "namespace of the node (and of its output topics)"),
