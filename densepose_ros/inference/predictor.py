@@ -13,6 +13,7 @@ from densepose_ros.inference.preprocess import PreparedImage, preprocess_image
 from densepose_ros.inference.structures import DensePoseChartOutput, DensePoseResult, StageClock
 from densepose_ros.modeling.config import ModelConfig
 from densepose_ros.modeling.keypoint_head import heatmaps_to_keypoints, no_heatmaps
+from densepose_ros.modeling.model import ROI_LEVELS
 
 
 class DensePosePredictor:
@@ -69,6 +70,7 @@ class DensePosePredictor:
             features = self.model.backbone_features(prepared.tensor)
             clock.lap("backbone")
             proposals = self.model.propose(features, [prepared.input_size])
+            features = self._for_pooling(features)
             clock.lap("rpn")
             (boxes, scores), = self.model.detect(
                 features, [proposals[0][0]], [prepared.input_size],
@@ -85,6 +87,15 @@ class DensePosePredictor:
             clock.lap("postprocess")
         result.timings = clock.timings
         return result
+
+    def _for_pooling(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The RoI levels in the standard layout, converted once: RoIAlign reads only that
+        and converted channels-last maps on each call (box, keypoint and DensePose poolers:
+        130 ms of copies per R-50 frame at 1067x800). The values are the same."""
+        if self.memory_format != torch.channels_last:
+            return features
+        return {name: value.contiguous() if name in ROI_LEVELS else value
+                for name, value in features.items()}
 
     def predict_on_boxes(self, image: np.ndarray, boxes_xyxy, color_order: str = "BGR"
                          ) -> DensePoseResult:

@@ -113,7 +113,8 @@ class BottleneckBlock(nn.Module):
         y = F.relu_(self.conv1(x))
         y = F.relu_(self.conv2(y))
         y = self.conv3(y)
-        return F.relu_(y + identity)
+        y += identity  # in place: no fresh feature-map-sized buffer per block (as below)
+        return F.relu_(y)
 
 
 class BasicBlock(nn.Module):
@@ -133,7 +134,9 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.shortcut is None else self.shortcut(x)
         y = F.relu_(self.conv1(x))
-        return F.relu_(self.conv2(y) + identity)
+        y = self.conv2(y)
+        y += identity
+        return F.relu_(y)
 
 
 class ResNet(nn.Module):
@@ -190,7 +193,8 @@ class FPNBackbone(nn.Module):
         outputs = {"p5": self.fpn_output5(top_down)}
         for level in (4, 3, 2):
             lateral = getattr(self, f"fpn_lateral{level}")(stages[level - 2])
-            top_down = lateral + F.interpolate(top_down, scale_factor=2.0, mode="nearest")
+            lateral += F.interpolate(top_down, scale_factor=2.0, mode="nearest")
+            top_down = lateral
             outputs[f"p{level}"] = getattr(self, f"fpn_output{level}")(top_down)
         # A 1x1 max-pool with stride 2 keeps every other p5 cell (the RPN's extra level).
         outputs["p6"] = F.max_pool2d(outputs["p5"], kernel_size=1, stride=2, padding=0)

@@ -28,7 +28,7 @@ class FCBoxHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         for k in range(self.num_fc):
-            x = F.relu(getattr(self, f"fc{k + 1}")(x))
+            x = F.relu_(getattr(self, f"fc{k + 1}")(x))
         return x
 
 

@@ -57,7 +57,7 @@ class ScaleHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for k in range(self.steps):
-            x = F.relu(getattr(self, str(2 * k if self.upsample else k))(x))
+            x = F.relu_(getattr(self, str(2 * k if self.upsample else k))(x))
             if self.upsample:
                 x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         return x
@@ -77,7 +77,7 @@ class DensePoseConvXHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for k in range(self.num_convs):
-            x = F.relu(getattr(self, f"body_conv_fcn{k + 1}")(x))
+            x = F.relu_(getattr(self, f"body_conv_fcn{k + 1}")(x))
         return x
 
 
@@ -127,7 +127,7 @@ class DensePoseDeepLabHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.ASPP(x)
         for k in range(self.num_convs):
-            x = F.relu(getattr(self, f"body_conv_fcn{k + 1}")(x))
+            x = F.relu_(getattr(self, f"body_conv_fcn{k + 1}")(x))
         return x
 
 

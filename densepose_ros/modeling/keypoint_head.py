@@ -32,7 +32,7 @@ class KeypointHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for k in range(self.num_convs):
-            x = F.relu(getattr(self, f"conv_fcn{k + 1}")(x))
+            x = F.relu_(getattr(self, f"conv_fcn{k + 1}")(x))
         # float32 heatmaps even when the layers ran in reduced precision
         return F.interpolate(self.score_lowres(x).float(), scale_factor=float(self.upscale),
                              mode="bilinear", align_corners=False)

@@ -51,7 +51,7 @@ class RPNHead(nn.Module):
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolution outputs as maps: logits [N, A, H, W], deltas [N, A*4, H, W] (what the
         exported graph returns: no shape arithmetic, and each level's size stays visible)."""
-        t = F.relu(self.conv(x))
+        t = F.relu_(self.conv(x))
         return self.objectness_logits(t), self.anchor_deltas(t)
 
     @staticmethod

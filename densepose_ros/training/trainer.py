@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import signal
@@ -139,9 +140,7 @@ def build_loader(cfg: TrainConfig, model_cfg: ModelConfig, seed: int,
         raise TrainingError("the training data has no image with a person")
     input_cfg = model_cfg.input
 
-    def collate(samples):
-        return collate_samples(samples, input_cfg)
-
+    collate = functools.partial(collate_samples, input_config=input_cfg)  # picklable
     if isinstance(dataset, MixedDataset):
         sizes, shares = dataset.sizes, dataset.probabilities
     else:
@@ -152,7 +151,17 @@ def build_loader(cfg: TrainConfig, model_cfg: ModelConfig, seed: int,
     return DataLoader(dataset, batch_size=cfg.batch_size // context.world_size,
                       sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate,
                       generator=torch.Generator().manual_seed(seed + 7919 * context.rank),
-                      persistent_workers=cfg.num_workers > 0)
+                      persistent_workers=cfg.num_workers > 0,
+                      multiprocessing_context=_worker_start_method(cfg.num_workers))
+
+
+def _worker_start_method(num_workers: int) -> str | None:
+    """How loader workers start: forked (fast, the default) unless OpenVINO runs in this
+    process: a child forked after OpenVINO's thread pools are up brought down the parent
+    when the workers ended (seen in the test suite), so they start from a clean server."""
+    if num_workers > 0 and "openvino" in sys.modules:
+        return "forkserver"
+    return None
 
 
 def batch_to(batch: TrainingBatch, device: torch.device) -> TrainingBatch:

@@ -1,0 +1,134 @@
+"""Exact R_50_FPN_s1x_legacy against detectron2 itself, side by side on one machine.
+
+The detectron2 parity image (1067x800, at model resolution: no resize), the same weights
+(the parity fixture's stand-in model-zoo checkpoint, regenerated from ``keys.json``), the same
+detections (both give the fixture's 19), float32, the same thread count. Rounds alternate
+detectron2 (in its own Python, ``detectron2_timing.py``) and this package (eager PyTorch, the
+detectron2-exact path; and the fp32 ONNX graphs on onnxruntime and OpenVINO), so that
+background load hits all alike; medians over every run of every round.
+
+detectron2 is not a dependency: build it from source anywhere (e.g. /tmp) and pass its
+Python and source tree. Not part of ``make bench`` (it needs that build).
+
+    python benchmarks/side_by_side_detectron2.py --d2-python /tmp/d2venv/bin/python \\
+        --d2-src /tmp/detectron2_src [--rounds 3 --repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARITY = ROOT / "test" / "data" / "detectron2_parity"
+CONFIG = "R_50_FPN_s1x_legacy"
+
+
+def stand_in_checkpoint(folder: Path, d2_name: str) -> Path:
+    spec = importlib.util.spec_from_file_location("random_weights",
+                                                  PARITY / "random_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = json.loads((PARITY / "keys.json").read_text())[d2_name]
+    path = folder / f"{d2_name}.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump({"model": module.make(rows), "__author__": "random_weights.py",
+                     "matching_heuristics": False}, handle)
+    return path
+
+
+def our_backends(pkl: Path, folder: Path) -> dict:
+
+    from densepose_ros.export.onnx_export import ExportOptions, export_onnx
+    from densepose_ros.inference.checkpoint import import_detectron2, save_weights
+    from densepose_ros.modeling import build_model, get_config
+    from densepose_ros.runtime import InferenceSettings
+    from densepose_ros.runtime.base import NO_RESIZE
+    from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from densepose_ros.runtime.openvino_backend import OpenVinoBackend
+    from densepose_ros.runtime.torch_backend import TorchBackend
+
+    cfg = get_config(CONFIG)
+    model = build_model(cfg)
+    model.load_state_dict(import_detectron2(pkl, CONFIG))
+    weights = save_weights(folder / "ours.pth", model.eval(), cfg, {"purpose": "side by side"})
+    del model
+    bundle = export_onnx(weights, folder / "onnx", ExportOptions(input_size=(800, 1088)),
+                         progress=lambda _: None)
+    backends = {"torch (exact, eager)": TorchBackend.from_weights(weights, "cpu"),
+                "onnxruntime fp32": OnnxRuntimeBackend(bundle, "cpu"),
+                "openvino fp32": OpenVinoBackend(bundle, "cpu", "fp32")}
+    for backend in backends.values():
+        backend.configure(InferenceSettings(resize_shortest_edge=NO_RESIZE))
+    return backends
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--d2-python", required=True)
+    parser.add_argument("--d2-src", required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench_output"))
+    args = parser.parse_args()
+    import cv2
+    import torch
+
+    from densepose_ros.modeling import get_config
+
+    torch.set_num_threads(args.threads)
+    image_path = PARITY / "input_bgr.png"
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    samples: dict[str, list[float]] = {"detectron2": []}
+    detections: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        pkl = stand_in_checkpoint(Path(tmp), get_config(CONFIG).detectron2_config)
+        backends = our_backends(pkl, Path(tmp))
+        for backend in backends.values():
+            backend.infer(image)  # warm-up
+        for round_index in range(args.rounds):
+            done = subprocess.run(
+                [args.d2_python, str(Path(__file__).with_name("detectron2_timing.py")),
+                 "--d2-src", args.d2_src, "--weights", str(pkl), "--image", str(image_path),
+                 "--threads", str(args.threads), "--repeats", str(args.repeats)],
+                capture_output=True, text=True, check=True)
+            d2 = json.loads(done.stdout.strip().splitlines()[-1])
+            samples["detectron2"] += d2["times_s"]
+            detections["detectron2"] = d2["detections"]
+            for key, backend in backends.items():
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    result = backend.infer(image)
+                    samples.setdefault(key, []).append(time.perf_counter() - start)
+                detections[key] = len(result)
+            print(f"round {round_index + 1}: " + ", ".join(
+                f"{k} {statistics.median(v[-args.repeats:]):.2f} s" for k, v in samples.items()),
+                flush=True)
+    d2_median = statistics.median(samples["detectron2"])
+    report = {"image": "detectron2 parity image 1067x800, no resize", "threads": args.threads,
+              "runs_each": args.rounds * args.repeats, "results": {}}
+    print(f"R_50_FPN_s1x_legacy, 1067x800, {args.threads} threads, medians of "
+          f"{args.rounds * args.repeats} runs each:")
+    for key, values in samples.items():
+        median = statistics.median(values)
+        report["results"][key] = {"median_s": median, "detections": detections[key],
+                                  "speedup_vs_detectron2": d2_median / median}
+        print(f"  {key:<22} {median:6.3f} s  {d2_median / median:4.2f}x  "
+              f"({detections[key]} detections)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "side_by_side_detectron2.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
