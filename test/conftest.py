@@ -19,6 +19,14 @@ from pathlib import Path
 
 import pytest
 
+# This test process starts many subprocesses and forks after running inference; OpenVINO's
+# thread pools (oneTBB) are not fork-safe and crashed it (SIGSEGV while waiting on a child)
+# when `auto` loaded OpenVINO in-process. So `auto` in this process picks onnxruntime; the
+# nodes and tools started as processes (ros_process) run the real `auto`, and the tests that
+# use OpenVINO in-process (marker `openvino`) run last.
+AUTO_OPENVINO_ENV = "DENSEPOSE_AUTO_OPENVINO"
+os.environ[AUTO_OPENVINO_ENV] = "0"
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DIR = Path(__file__).resolve().parent
 
@@ -38,7 +46,9 @@ def ros_available() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """ROS tests need rclpy and the built messages; `make test` requires them (no skips)."""
+    """Tests running OpenVINO in this process go last (see AUTO_OPENVINO_ENV above). ROS
+    tests need rclpy and the built messages; `make test` requires them (no skips)."""
+    items.sort(key=lambda item: item.get_closest_marker("openvino") is not None)
     if ros_available():
         return
     if os.environ.get("DENSEPOSE_REQUIRE_ROS") == "1":
@@ -146,6 +156,8 @@ def ros_process(ros_domain, tmp_path, request) -> Iterator[Callable[..., RosProc
         if ros_args is not None:
             cmd += ["--ros-args", *ros_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # processes under test choose their backend as users' do (auto: OpenVINO here)
+        env.pop(AUTO_OPENVINO_ENV, None)
         log = open(log_path, "wb")  # noqa: SIM115 - closed with the process below
         popen = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

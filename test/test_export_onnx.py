@@ -33,7 +33,7 @@ from densepose_ros.export.op_check import check_onnx_for_tensorrt, load_trt_op_l
 from densepose_ros.inference.predictor import DensePosePredictor
 from densepose_ros.modeling import build_model, get_config
 from densepose_ros.modeling.config import CONFIG_NAMES
-from densepose_ros.runtime import InferenceSettings
+from densepose_ros.runtime import InferenceSettings, factory
 from densepose_ros.runtime.base import NO_RESIZE
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from densepose_ros.runtime.openvino_backend import OpenVinoBackend, cpu_has_bf16
@@ -46,8 +46,8 @@ CHARTS = ("coarse_segm", "fine_segm", "u", "v")
 # fixture and use seeded default initialisation.
 D2_CONFIGS = ("R_50_FPN_s1x_legacy", "R_50_FPN_s1x")
 SMALL_INPUT = (320, 416)
-# What ``auto`` runs on this machine's CPU (the measured order: runtime/factory.py)
-CPU_AUTO = "openvino" if cpu_has_bf16() else "onnxruntime"
+# What ``auto`` runs in this process (runtime/factory.py; conftest.py keeps OpenVINO out)
+CPU_AUTO = "openvino" if factory._openvino_bf16() else "onnxruntime"
 
 
 @dataclass
@@ -162,6 +162,7 @@ def test_the_tested_architectures_are_configurations():
     assert set(ARCHITECTURES) <= set(CONFIG_NAMES)
 
 
+@pytest.mark.openvino
 @pytest.mark.parametrize("name", [n for n in ARCHITECTURES if n != "R_18_FPN_lite"])
 def test_every_config_matches_pytorch_on_small_frames(exports, name):
     # at most 10 persons: the seeded R-101 models detect 100, and DensePose heads on 100
@@ -292,12 +293,12 @@ def test_infer_cli_runs_on_the_onnxruntime_backend(exports, tmp_path, capsys):
     assert "needs a .pth" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("native_bf16", [True, False])
+@pytest.mark.parametrize("native_bf16", [pytest.param(True, marks=pytest.mark.openvino), False])
 def test_auto_on_cpu_exports_once_and_runs_the_fastest_measured(
         exports, light_weights, tmp_path, monkeypatch, native_bf16):  # noqa: F811
     """OpenVINO (bf16) on CPUs with native bfloat16, else onnxruntime (the measured order,
     README "Performance"); both from the export, made once."""
-    from densepose_ros.runtime import available_backends, create_backend, factory
+    from densepose_ros.runtime import available_backends, create_backend
 
     if native_bf16 and not cpu_has_bf16():
         pytest.skip("this CPU has no native bfloat16")

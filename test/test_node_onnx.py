@@ -84,6 +84,7 @@ def test_node_runs_the_onnxruntime_backend(ros_process, client, weights, export_
         assert got_scores == pytest.approx(want_scores, abs=1e-4)
 
 
+@pytest.mark.openvino  # the expected results come from OpenVINO in this process
 def test_node_runs_the_openvino_backend(ros_process, client, export_folder):
     """``backend: openvino`` with its default precision (bf16 on CPUs with native bfloat16):
     the node publishes what the OpenVINO backend computes in this process."""

@@ -9,6 +9,7 @@ runs it, calibrated on a folder or a bag of frames other than the ones compared.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 
 import cv2
@@ -28,7 +29,10 @@ from densepose_ros.runtime.base import DEFAULT_SCORE_THRESHOLD
 from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from densepose_ros.runtime.openvino_backend import OpenVinoBackend, cpu_has_bf16
 
-pytest.importorskip("openvino")
+# OpenVINO runs in this process: these tests go last (conftest.py says why)
+pytestmark = [pytest.mark.openvino,
+              pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                 reason="openvino is not installed")]
 
 DEFAULT_MODEL = paths.default_model_path()
 FRAME = (640, 480)
@@ -128,8 +132,9 @@ def test_openvino_fp32_gives_onnxruntime_results(export):
     assert people >= 10
 
 
-@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
 def test_openvino_bf16_keeps_the_people_and_their_parts(export):
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bfloat16")
     found = agreement(configured(OnnxRuntimeBackend(export, "cpu")),
                       configured(OpenVinoBackend(export, "cpu", "bf16")), COMPARED)
     print(found)

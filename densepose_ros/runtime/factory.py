@@ -84,10 +84,18 @@ def _onnx_gpu_providers() -> bool:
                 & set(onnxruntime.get_available_providers()))
 
 
+# "0": auto never picks OpenVINO. For processes that fork after running inference (a
+# training loader, a test runner): OpenVINO's thread pools (oneTBB) are not fork-safe, and such
+# a process crashed later when it started children.
+AUTO_OPENVINO_ENV = "DENSEPOSE_AUTO_OPENVINO"
+
+
 def _openvino_bf16() -> bool:
+    import os
+
     from densepose_ros.runtime.openvino_backend import cpu_has_bf16
 
-    return cpu_has_bf16()
+    return os.environ.get(AUTO_OPENVINO_ENV, "1") != "0" and cpu_has_bf16()
 
 
 def _export_at_hand(path: Path | None) -> bool:
