@@ -10,6 +10,7 @@ import pytest
 
 from densepose_ros.ros.frame_processor import FrameProcessor
 from densepose_ros.runtime import InferenceSettings, create_backend
+from densepose_ros.runtime.factory import AUTO_OPENVINO_ENV
 
 from node_fixtures import (
     DEFAULTS,
@@ -47,10 +48,14 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def test_outputs_equal_the_core_and_headers_propagate(ros_process, client, weights, frames):
+@pytest.mark.openvino  # the reference runs the node's auto in this process (conftest.py)
+def test_outputs_equal_the_core_and_headers_propagate(ros_process, client, weights, frames,
+                                                      monkeypatch):
     node = start_node(ros_process, weights)
     assert client.wait_for_node(), node.output()
-    # the core with the backend the node's defaults pick (auto: the cached ONNX export)
+    # the core with the backend the node's defaults pick (auto: the cached ONNX export, on
+    # OpenVINO where the CPU has bfloat16), as the node runs it
+    monkeypatch.delenv(AUTO_OPENVINO_ENV)
     reference = FrameProcessor(create_backend("auto", weights, "cpu")[0])
     reference.backend.configure(InferenceSettings(
         score_threshold=TEST_SCORE_THRESHOLD, nms_threshold=DEFAULTS.nms_threshold,
