@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import AUTO_OPENVINO_ENV
 from node_fixtures import PARAMS_FILE, REPO_ROOT, STAMP0, node_args, stamp_ns, vtest_frames
 
 pytestmark = pytest.mark.ros
@@ -93,7 +94,15 @@ def infer(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """`densepose infer ...` as its own process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "densepose_ros", "infer", "--no-progress",
                            *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO_ROOT)
+                          cwd=REPO_ROOT, env=user_env())
+
+
+def user_env() -> dict[str, str]:
+    """The environment without the test process's own backend restriction (conftest.py):
+    `infer` picks its backend as users' runs do, as the node under test does."""
+    env = dict(os.environ)
+    env.pop(AUTO_OPENVINO_ENV, None)
+    return env
 
 
 @pytest.mark.parametrize("storage,compressed", [("sqlite3", False), ("sqlite3", True),
@@ -246,7 +255,8 @@ def test_ctrl_c_leaves_a_readable_partial_bag(tmp_path):
     # non-interactive runner it may be ignored, and Python then never raises
     # KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, "-m", "densepose_ros", "infer", str(bag), "--out",
-                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             cwd=REPO_ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stderr = bytearray()
