@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -122,6 +123,10 @@ def main() -> int:
             node.wait(timeout=30)
         except subprocess.TimeoutExpired:
             node.kill()
+        # the node's log is kept with the results; the 0.5 GB camera bag is not
+        args.out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(log_path, args.out / "node_e2e_node.log")
+        shutil.rmtree(work, ignore_errors=True)
     out_frames = len(latencies)
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores {platform.processor()}",
