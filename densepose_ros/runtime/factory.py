@@ -26,8 +26,8 @@ BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
 # The measurement the CPU choice rests on (benchmarks/bench_backends.py, light model,
 # 640x480, median end-to-end); update it with the benchmark.
 CPU_MEASUREMENT = ("onnxruntime measured faster than eager PyTorch in the node end to end "
-                   "(default model, 640x480 at 30 Hz, 2-core CPU: 7.3-8.6 against 6.7-7.1 "
-                   "fps, benchmarks/bench_node_e2e.py)")
+                   "(default model, 640x480 at 30 Hz, 2-core CPU: 16.4 against 12.3 fps, "
+                   "benchmarks/bench_node_e2e.py)")
 
 
 OPENVINO_MEASUREMENT = ("OpenVINO bf16 measured fastest on CPUs with native bfloat16 (default "
@@ -62,11 +62,14 @@ def available_backends() -> dict[str, str]:
     if importlib.util.find_spec("openvino") is None:
         found["openvino"] = "unavailable: openvino is not installed"
     else:
-        import openvino
+        # The version only: a Core() here would start OpenVINO's thread pools in every
+        # process that chooses a backend, even one that then runs onnxruntime or torch.
+        from importlib.metadata import PackageNotFoundError, version
 
-        devices = openvino.Core().available_devices
-        found["openvino"] = f"OpenVINO {openvino.__version__.split('-')[0]} " \
-                            f"({', '.join(devices)})"
+        try:
+            found["openvino"] = f"OpenVINO {version('openvino')}"
+        except PackageNotFoundError:
+            found["openvino"] = "OpenVINO (version unknown)"
     if importlib.util.find_spec("tensorrt") is None:
         found["tensorrt"] = "unavailable: the tensorrt package is not installed " \
                             "(requirements/gpu.txt)"
@@ -151,8 +154,8 @@ def create_backend(
 ) -> tuple[Backend, str]:
     """A ready backend and the reason it was chosen. `tensorrt_precision` (fp32, fp16, int8;
     None: $DENSEPOSE_TRT_PRECISION or fp16) applies when the backend is tensorrt,
-    `openvino_precision` (fp32, bf16, fp16; None: $DENSEPOSE_OV_PRECISION or fp32) when it
-    is openvino.
+    `openvino_precision` (fp32, bf16, fp16; None: $DENSEPOSE_OV_PRECISION, else the device's
+    fast one: bf16 on CPUs with native bfloat16, fp16 on GPUs, else fp32) when it is openvino.
 
     Raises ``FileNotFoundError`` when no model is available (no ``weights``, no bundled
     default, and ``allow_untrained`` false), ``ValueError`` for an unusable model file,
