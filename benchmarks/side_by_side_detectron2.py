@@ -7,11 +7,18 @@ detectron2 (in its own Python, ``detectron2_timing.py``) and this package (eager
 detectron2-exact path; and the fp32 ONNX graphs on onnxruntime and OpenVINO), so that
 background load hits all alike; medians over every run of every round.
 
+``--detections 100``: detectron2's most detections per image, as on a crowded street. Random
+stand-in weights give few boxes, so the stand-in is changed the same way for both: box and
+anchor regressors zeroed (anchors become detections) and the person logit raised by
+``CROWD_PERSON_LOGIT`` (every box scores above 0.05, so NMS leaves more than 100). Both
+still see one checkpoint and give the same detections; most of the time then goes to the
+DensePose head on each box.
+
 detectron2 is not a dependency: build it from source anywhere (e.g. /tmp) and pass its
 Python and source tree. Not part of ``make bench`` (it needs that build).
 
     python benchmarks/side_by_side_detectron2.py --d2-python /tmp/d2venv/bin/python \\
-        --d2-src /tmp/detectron2_src [--rounds 3 --repeats 3]
+        --d2-src /tmp/detectron2_src [--rounds 3 --repeats 3] [--detections 100]
 """
 
 from __future__ import annotations
@@ -32,15 +39,33 @@ PARITY = ROOT / "test" / "data" / "detectron2_parity"
 CONFIG = "R_50_FPN_s1x_legacy"
 
 
-def stand_in_checkpoint(folder: Path, d2_name: str) -> Path:
+# Added to the stand-in's person logit for --detections (softmax over person, background).
+CROWD_PERSON_LOGIT = 6.0
+
+
+def crowd_weights(weights: dict) -> dict:
+    """The stand-in with regressors zeroed and the person logit raised (``--detections``)."""
+    for key in ("proposal_generator.rpn_head.anchor_deltas", "roi_heads.box_predictor.bbox_pred"):
+        for part in ("weight", "bias"):
+            weights[f"{key}.{part}"] = weights[f"{key}.{part}"] * 0
+    bias = weights["roi_heads.box_predictor.cls_score.bias"].copy()
+    bias[0] += CROWD_PERSON_LOGIT
+    weights["roi_heads.box_predictor.cls_score.bias"] = bias
+    return weights
+
+
+def stand_in_checkpoint(folder: Path, d2_name: str, crowd: bool = False) -> Path:
     spec = importlib.util.spec_from_file_location("random_weights",
                                                   PARITY / "random_weights.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rows = json.loads((PARITY / "keys.json").read_text())[d2_name]
     path = folder / f"{d2_name}.pkl"
+    weights = module.make(rows)
+    if crowd:
+        weights = crowd_weights(weights)
     with open(path, "wb") as handle:
-        pickle.dump({"model": module.make(rows), "__author__": "random_weights.py",
+        pickle.dump({"model": weights, "__author__": "random_weights.py",
                      "matching_heuristics": False}, handle)
     return path
 
@@ -80,6 +105,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench_output"))
+    parser.add_argument("--detections", type=int, choices=(0, 100), default=0,
+                        help="0: the fixture's own 19 detections; 100: see the docstring")
     args = parser.parse_args()
     import cv2
     import torch
@@ -92,7 +119,8 @@ def main() -> int:
     samples: dict[str, list[float]] = {"detectron2": []}
     detections: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        pkl = stand_in_checkpoint(Path(tmp), get_config(CONFIG).detectron2_config)
+        pkl = stand_in_checkpoint(Path(tmp), get_config(CONFIG).detectron2_config,
+                                  crowd=args.detections == 100)
         backends = our_backends(pkl, Path(tmp))
         for backend in backends.values():
             backend.infer(image)  # warm-up

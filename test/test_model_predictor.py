@@ -187,3 +187,30 @@ def test_training_batches_and_inference_inputs_are_the_same_tensor():
         training = collate_samples([sample], cfg).images
         assert inference.shape == training.shape == (1, 3, 96, 96)
         torch.testing.assert_close(inference, training, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("uv_confidence, segm_confidence", [("", False), ("indep_aniso", True)])
+def test_fused_chart_outputs_equal_the_separate_layers(uv_confidence, segm_confidence):
+    """fold_norms() runs the chart outputs' transposed convolutions as one layer: every
+    output (confidences included, as in the WC2M models) keeps its values."""
+    import dataclasses
+
+    from densepose_ros.modeling.config import DensePoseHeadConfig
+    from densepose_ros.modeling.densepose_head import ChartPredictor
+
+    cfg = dataclasses.replace(DensePoseHeadConfig(), uv_confidence=uv_confidence,
+                              segm_confidence=segm_confidence)
+    torch.manual_seed(0)
+    predictor = ChartPredictor(cfg, in_channels=64).eval()
+    x = torch.randn(5, 64, 14, 14)
+    with torch.inference_mode():
+        separate = predictor(x)
+        predictor.fuse()
+        fused = predictor(x)
+    assert predictor.fused is not None
+    names = [f.name for f in dataclasses.fields(separate)
+             if isinstance(getattr(separate, f.name), torch.Tensor)]
+    assert {"coarse_segm", "fine_segm", "u", "v", *cfg.confidence_outputs} <= set(names)
+    for name in names:
+        torch.testing.assert_close(getattr(fused, name), getattr(separate, name),
+                                   rtol=1e-6, atol=1e-6, msg=name)

@@ -195,13 +195,16 @@ class DensePoseRCNN(nn.Module):
 
     # -- inference optimisation ---------------------------------------------------------------
     def fold_norms(self) -> DensePoseRCNN:
-        """Merge frozen/eval batch norms into their convolutions (inference only; the state
-        dict then no longer matches the checkpoint layout, so such a model cannot be saved)."""
+        """Merge frozen/eval batch norms into their convolutions, and the chart outputs'
+        transposed convolutions into one (``ChartPredictor.fuse``). Inference only: the state
+        dict then no longer matches the checkpoint layout, so such a model cannot be saved."""
         if self.training:
             raise RuntimeError("fold_norms() is for inference; call model.eval() first")
         for module in self.modules():
             if isinstance(module, ConvNorm):
                 module.fold_norm()
+            elif isinstance(module, ChartPredictor):
+                module.fuse()
         self.norms_folded = True
         return self
 
