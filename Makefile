@@ -6,7 +6,7 @@
 #   make bench-gpu - TensorRT fp16/int8, onnxruntime-gpu and torch CUDA times (NVIDIA GPU)
 #   make test-launch LAUNCH_SRC=DIR - the launch files under the real ROS 2 launch, built from
 #       upstream checkouts in DIR (launch, launch_ros, osrf_pycommon, rcl_interfaces)
-#   make default-model - reproduce models/densepose_default.pth (data, training, eval; ~2 h)
+#   make default-model - reproduce models/densepose_default.pth (data, 3 training stages, eval; ~4.5 h)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 # Run a command inside the venv with this package's colcon install sourced.
@@ -50,7 +50,8 @@ bench-gpu: setup
 	  pip install -q -r requirements/gpu.txt -c requirements/torch.txt && \
 	  python benchmarks/gpu_backends.py --out bench_output $(BENCH)
 
-# RUN_DIR, STOP_AT and TRAIN_ARGS="key=value ..." go to scripts/train_default_model.sh.
+# RUN_DIR, STOP_AT, TRAIN_ARGS, STAGE2_ARGS and STAGE3_ARGS ("key=value ...") go to
+# scripts/train_default_model.sh (command-line variables reach it through the environment).
 default-model: setup
 	@$(RUN) $(if $(RUN_DIR),RUN_DIR="$(RUN_DIR)") $(if $(STOP_AT),STOP_AT="$(STOP_AT)") \
 	  TRAIN_ARGS="$(TRAIN_ARGS)" scripts/train_default_model.sh
