@@ -188,13 +188,13 @@ def infer_bag(bag: Path, out_dir: Path, backend: Backend, config: NodeConfig, *,
         with tqdm(total=count, desc=name, unit="frame", disable=not progress) as bar:
             for message in _frames(bag, topic, source, report):
                 report.frames_read += 1
-                bar.update(1)
                 msg = deserialize_message(message.data, IMAGE_TYPES[msgtype])
                 try:
                     image = image_array(msg, config.max_image_pixels)
                 except image_codec.ImageDecodeError as error:
                     # as the node does: the frame is skipped and counted, the rest goes on
                     report.skipped.append(f"frame {report.frames_read - 1}: {error}")
+                    bar.update(1)
                     continue
                 outputs = processor.process(image, **options, want_overlay=debug_image)
                 stamp = message.timestamp_ns
@@ -209,6 +209,8 @@ def infer_bag(bag: Path, out_dir: Path, backend: Backend, config: NodeConfig, *,
                         image_message(outputs.overlay, "bgr8", msg.header)))
                 report.frames_processed += 1
                 frames_json.append(_frame_json(msg.header, stamp, outputs))
+                # after the write: a frame the bar counts is in the bag, even if Ctrl-C follows
+                bar.update(1)
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
