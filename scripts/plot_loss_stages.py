@@ -14,26 +14,26 @@ import argparse
 from pathlib import Path
 
 from densepose_ros.training.plotting import Series, line_chart
-from densepose_ros.training.trainer import LOSS_GROUPS, read_metrics
-
-COLORS = {"total": (40, 40, 40), "densepose": (0, 0, 220), "box": (0, 150, 0),
-          "rpn": (200, 120, 0)}  # BGR, as the trainer's own loss_curve.png
+from densepose_ros.training.trainer import CURVE_COLORS, LOSS_GROUPS, read_metrics
 
 
 def windowed(rows: list[dict], offset: int, window: int) -> dict[str, list[tuple[float, float]]]:
-    """Per loss group, (window centre step, mean loss) pairs, steps shifted by `offset`."""
+    """Per loss group, (window centre step, mean loss) pairs, steps shifted by `offset`; a
+    group no row logs (the keypoint loss of a model without that head) has none."""
     bins: dict[int, list[dict]] = {}
     for row in rows:
         if "loss" in row:
             bins.setdefault((row["iteration"] - 1) // window, []).append(row)
-    out: dict[str, list[tuple[float, float]]] = {name: [] for name in COLORS}
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in CURVE_COLORS}
     for index in sorted(bins):
         group = bins[index]
         x = offset + (index + 0.5) * window
         out["total"].append((x, sum(r["loss"] for r in group) / len(group)))
-        for name in ("densepose", "box", "rpn"):
-            value = sum(sum(r.get(k, 0.0) for k in LOSS_GROUPS[name]) for r in group)
-            out[name].append((x, value / len(group)))
+        for name, keys in LOSS_GROUPS.items():
+            logged = [r for r in group if any(k in r for k in keys)]
+            if logged:
+                value = sum(sum(r.get(k, 0.0) for k in keys) for r in logged)
+                out[name].append((x, value / len(logged)))
     return out
 
 
@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="PNG/JPEG to write")
     parser.add_argument("--window", type=int, default=500, help="steps averaged per point")
     args = parser.parse_args()
-    series = {name: Series(name, color) for name, color in COLORS.items()}
+    series = {name: Series(name, color) for name, color in CURVE_COLORS.items()}
     starts = []
     for item in args.runs:
         offset, sep, run = item.partition("=")
@@ -55,7 +55,7 @@ def main() -> int:
         starts.append(int(offset))
         for name, points in windowed(rows, int(offset), args.window).items():
             series[name].points.extend(points)
-    line_chart(list(series.values()), args.out,
+    line_chart([s for s in series.values() if s.points], args.out,
                f"training loss ({args.window}-step means, log scale) vs step", log_y=True)
     print(f"wrote {args.out} (stages start at steps {', '.join(map(str, starts))})")
     return 0

@@ -88,3 +88,27 @@ def test_multi_task_models_start_from_their_single_task_model(tmp_path, name):
         torch.testing.assert_close(getattr(got, field), getattr(expected, field))
     heatmaps = extended.keypoint_heatmaps(extended.backbone_features(images), [boxes])
     assert heatmaps.shape[:2] == (2, 17)
+
+
+def test_a_multi_task_file_starts_its_single_task_model(tmp_path):
+    """The other way (the default model has a keypoint head, recipes train the model without
+    it from there): everything but the keypoint head is loaded, so charts start identical; a
+    cross-talk file cannot (its DensePose head reads the heatmaps) and is a clear error."""
+    from densepose_ros.training.config import TrainConfig
+    from densepose_ros.training.trainer import initial_model
+
+    torch.manual_seed(11)
+    kp_cfg = get_config("R_18_FPN_tiny_kp")
+    weights = save_weights(tmp_path / "kp.pth", build_model(kp_cfg), kp_cfg)
+    _, kp_state, _ = read_weights(weights)
+    single, cfg = initial_model(TrainConfig(model="R_18_FPN_tiny", init_weights=str(weights)))
+    assert not cfg.keypoints.enabled
+    loaded = single.state_dict()
+    assert loaded.keys() < kp_state.keys()
+    assert all(k.startswith("roi_heads.keypoint_head.") for k in kp_state.keys() - loaded.keys())
+    assert [k for k in loaded if not torch.equal(loaded[k], kp_state[k].to(loaded[k].dtype))] == []
+
+    xtalk_cfg = get_config("R_18_FPN_tiny_kp_xtalk")
+    xtalk = save_weights(tmp_path / "xtalk.pth", build_model(xtalk_cfg), xtalk_cfg)
+    with pytest.raises(TrainingError, match="holds model R_18_FPN_tiny_kp_xtalk"):
+        initial_model(TrainConfig(model="R_18_FPN_tiny", init_weights=str(xtalk)))

@@ -195,13 +195,21 @@ def initial_model(cfg: TrainConfig) -> tuple[DensePoseRCNN, ModelConfig]:
                 try:
                     file_cfg, state, _ = read_weights(path)
                     if file_cfg.name != model_cfg.name:
-                        if not _extends(model_cfg, file_cfg):
+                        if _extends(model_cfg, file_cfg):
+                            state = extended_state(model.state_dict(), state)
+                            print(f"init_weights: {file_cfg.name} -> {model_cfg.name}: the "
+                                  "keypoint head starts fresh (seeded), cross-talk inputs at 0",
+                                  file=sys.stderr)
+                        elif _extends(file_cfg, model_cfg) and not file_cfg.keypoints.cross_talk:
+                            # The single-task model inside a multi-task file (the default
+                            # model has a keypoint head): the same weights less that head.
+                            kept = model.state_dict().keys()
+                            state = {k: v for k, v in state.items() if k in kept}
+                            print(f"init_weights: {file_cfg.name} -> {model_cfg.name}: the "
+                                  "keypoint head is left out", file=sys.stderr)
+                        else:
                             raise TrainingError(f"{path} holds model {file_cfg.name}, the "
                                                 f"config trains {model_cfg.name}")
-                        state = extended_state(model.state_dict(), state)
-                        print(f"init_weights: {file_cfg.name} -> {model_cfg.name}: the "
-                              "keypoint head starts fresh (seeded), cross-talk inputs at 0",
-                              file=sys.stderr)
                 except ValueError as error:
                     if "detectron2" not in str(error):
                         raise
@@ -291,7 +299,7 @@ LOSS_GROUPS = {
     "densepose": ("loss_densepose_U", "loss_densepose_V", "loss_densepose_I",
                   "loss_densepose_S"),
 }
-_CURVE_COLORS = {"total": (40, 40, 40), "rpn": (200, 120, 0), "box": (0, 150, 0),
+CURVE_COLORS = {"total": (40, 40, 40), "rpn": (200, 120, 0), "box": (0, 150, 0),
                  "keypoint": (160, 0, 160), "densepose": (0, 0, 220)}
 
 
@@ -309,12 +317,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def draw_loss_curve(rows: list[dict[str, Any]], path: Path) -> None:
     """PNG of the logged total and per-group losses against the step (log scale)."""
-    series = [Series("total", _CURVE_COLORS["total"],
+    series = [Series("total", CURVE_COLORS["total"],
                      [(r["iteration"], r["loss"]) for r in rows])]
     for group, names in LOSS_GROUPS.items():
         if not any(n in r for r in rows for n in names):
             continue  # e.g. no keypoint loss without a keypoint head
-        series.append(Series(group, _CURVE_COLORS[group],
+        series.append(Series(group, CURVE_COLORS[group],
                              [(r["iteration"], sum(r.get(n, 0.0) for n in names))
                               for r in rows]))
     line_chart(series, path, "training loss (log scale) vs step", log_y=True)
