@@ -137,11 +137,14 @@ def test_every_frame_of_a_bag_in_the_nodes_messages_out(tmp_path, storage, compr
                 assert (msg.image_height, msg.image_width) == (576, 768)
                 people += len(msg.persons)
                 assert all(p.id >= 1 for p in msg.persons)  # tracked, as the node
+                # the bundled model has a keypoint head: x, y, score of 17 keypoints each
+                assert all(len(p.keypoints) == 51 for p in msg.persons)
     assert people >= len(frames), "the default model finds the pedestrians of vtest"
     record = json.loads((tmp_path / "out" / "robot_run_densepose.json").read_text())
     assert (record["frames_read"], record["frames_processed"]) == (6, 6)
     assert record["read_error"] is None and not record["interrupted"]
     assert sum(len(f["persons"]) for f in record["frames"]) == people
+    assert all(len(p["keypoints"]) == 17 for f in record["frames"] for p in f["persons"])
 
 
 def test_storage_override_debug_image_and_undecodable_frames(tmp_path):

@@ -63,8 +63,22 @@ def test_infer_keeps_persons_from_0_8_by_default(tmp_path):
     out = tmp_path / "out"
     assert cli_main(["infer", str(tmp_path / "street.png"), "--out", str(out),
                      "--no-progress"]) == 0
-    scores = [p["score"] for p in json.loads((out / "street.json").read_text())["persons"]]
+    persons = json.loads((out / "street.json").read_text())["persons"]
+    scores = [p["score"] for p in persons]
     assert scores and min(scores) >= 0.8, scores
+    # The bundled model has a keypoint head: 17 COCO keypoints per person, in body order
+    # down the box (it is unsure of them on real people: scores are low, so only the layout
+    # is checked): head (nose, eyes, ears) in the top quarter, ankles in the bottom quarter,
+    # hips between.
+    for person in persons:
+        keypoints = np.array(person["keypoints"])
+        assert keypoints.shape == (17, 3)
+        x1, y1, x2, y2 = person["box"]
+        assert (keypoints[:, 0] >= x1).all() and (keypoints[:, 0] <= x2).all()
+        height_fraction = (keypoints[:, 1] - y1) / (y2 - y1)
+        head, hips, ankles = (height_fraction[s].mean() for s in (slice(0, 5), slice(11, 13),
+                                                                    slice(15, 17)))
+        assert head < 0.25 < hips < 0.75 < ankles, (head, hips, ankles)
 
 
 def test_infer_without_resize_and_with_threshold(tmp_path, inputs, light_weights):  # noqa: F811

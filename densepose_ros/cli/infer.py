@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from densepose_ros.cli.common import USER_ERROR, user_error
-from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE
+from densepose_ros.inference.postprocess import CHART_MODES, DEFAULT_CHART_MODE, keypoints_json
 from densepose_ros.inference.precision import (
     ENGINE_PRECISIONS,
     OPENVINO_PRECISIONS,
@@ -118,18 +118,23 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 
 
 def persons_json(result, persons) -> list[dict]:
-    """JSON-ready persons: box (source pixels), score, foreground pixels and charts seen."""
+    """JSON-ready persons: box (source pixels), score, foreground pixels and charts seen, and
+    for models with a keypoint head the 17 COCO keypoints as [x, y, score] (source pixels)."""
     out = []
     for box, person in zip(result.boxes.tolist(), persons, strict=True):
         present = np.unique(person.labels)
-        out.append({
+        record = {
             "box": [round(float(c), 2) for c in box],
             "score": round(person.score, 4),
             "id": person.track_id,
             "foreground_pixels": int(np.count_nonzero(person.labels)),
             "charts": [int(c) for c in present if c > 0],
-        })
+        }
+        if person.keypoints is not None:
+            record["keypoints"] = keypoints_json(person.keypoints)
+        out.append(record)
     return out
+
 
 
 def _node_config(args: argparse.Namespace):

@@ -118,6 +118,12 @@ SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), 
 KEYPOINT_DRAW_SCORE = 0.05
 
 
+def keypoints_json(keypoints: np.ndarray) -> list[list[float]]:
+    """[K, 3] (x, y, score) as JSON-ready rows, rounded to 0.01 pixel / 0.0001 score."""
+    return [[round(float(x), 2), round(float(y), 2), round(float(score), 4)]
+            for x, y, score in np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)]
+
+
 class _BilinearGrid:
     """Sampling positions of a bilinear resize from M x M to h x w (align_corners=False, as
     ``F.interpolate``): per output row and column the two source indices and weights."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
+from densepose_ros.inference.postprocess import keypoints_json
 from densepose_ros.io import bag_io, image_codec
 from densepose_ros.io.media import IMAGE_MSG_TYPES
 from densepose_ros.ros.frame_processor import (
@@ -247,11 +248,19 @@ def _frame_json(header, receive_ns: int, outputs) -> dict:
     return {
         "stamp_ns": header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
         "receive_ns": receive_ns,
-        "persons": [{"id": p.track_id, "score": round(p.score, 4),
-                     "box": [p.roi[0], p.roi[1], p.roi[0] + p.roi[2], p.roi[1] + p.roi[3]],
-                     "foreground_pixels": int((p.chart_part > 0).sum())}
-                    for p in outputs.persons],
+        "persons": [_person_json(p) for p in outputs.persons],
     }
+
+
+def _person_json(person) -> dict:
+    """A published person as the frame JSON holds it (keypoints for models with that head)."""
+    roi = person.roi
+    record = {"id": person.track_id, "score": round(person.score, 4),
+              "box": [roi[0], roi[1], roi[0] + roi[2], roi[1] + roi[3]],
+              "foreground_pixels": int((person.chart_part > 0).sum())}
+    if len(person.keypoints):
+        record["keypoints"] = keypoints_json(person.keypoints)
+    return record
 
 
 def _write_json(path: Path, report: BagInferReport, frames: list[dict]) -> None:
