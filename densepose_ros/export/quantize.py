@@ -5,9 +5,10 @@ receives on the user's own images (``runtime.calibration.record_graph_inputs``).
 The result is an export folder like any other (same manifest, ``extra.quantization`` says
 how it was made), run by the onnxruntime and OpenVINO backends: both execute QDQ graphs with
 INT8 kernels. Weights are quantised per output channel (signed), activations per tensor
-(unsigned, the fast path of x86 VNNI/AMX kernels); the DensePose head's last layers (the
-chart outputs) and the box predictor stay in float, where rounding would move the charts'
-U/V and the box edges directly.
+(unsigned, the fast path of x86 VNNI/AMX kernels); the layers making results (RPN scores and
+deltas, box predictor, keypoint predictor) stay in float, where rounding would move the box
+edges and keypoints directly, and by default so does the whole DensePose head (its rounding
+moves the charts' U/V: ``FLOAT_GRAPHS``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle, file_sha256, load_bundle
-from densepose_ros.export.graphs import BACKBONE, graph_names
+from densepose_ros.export.graphs import BACKBONE, DENSEPOSE_HEAD, graph_names
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_CALIBRATION_METHOD = "minmax"  # measured best on held-out data (README, INT8)
 DEFAULT_CALIBRATION_IMAGES = 64
+# Graphs left entirely in float by default. The DensePose head in INT8 cost the default
+# model 3.2 AP(GPS) (52.4 -> 49.2, held-out synthetic, onnxruntime) against 0.2 in float,
+# which costs 1.6 ms of ~31 per 640x480 frame on onnxruntime and nothing on OpenVINO
+# (README, INT8). `densepose export --int8-densepose-head` quantises it too.
+FLOAT_GRAPHS = (DENSEPOSE_HEAD,)
 
 
 @dataclasses.dataclass
@@ -43,6 +49,13 @@ class QuantizationReport:
 _RESULT_OUTPUT_PREFIXES = ("rpn_", "class_logits", "box_deltas", "coarse_segm", "fine_segm",
                            "u", "v", "sigma", "kappa", "keypoint")
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _weighted_nodes(model_path: Path) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return sorted(node.name for node in model.graph.node if node.op_type in _WEIGHTED_OPS)
 
 
 def _float_nodes(model_path: Path) -> list[str]:
@@ -106,9 +119,11 @@ class _Reader:
 
 def quantize_bundle(bundle: OnnxBundle, recorded: dict[str, list[np.ndarray]], out: Path,
                     method: str = DEFAULT_CALIBRATION_METHOD, source: str = "",
-                    progress: Callable[[str], None] = log.info) -> QuantizationReport:
+                    progress: Callable[[str], None] = log.info,
+                    float_graphs: tuple[str, ...] = FLOAT_GRAPHS) -> QuantizationReport:
     """Write the INT8 (QDQ) export of ``bundle`` to ``out``, calibrated on ``recorded``
-    (graph name -> that graph's input arrays, from ``record_graph_inputs``)."""
+    (graph name -> that graph's input arrays, from ``record_graph_inputs``); the graphs in
+    ``float_graphs`` are copied unchanged."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -130,6 +145,11 @@ def quantize_bundle(bundle: OnnxBundle, recorded: dict[str, list[np.ndarray]], o
     with tempfile.TemporaryDirectory() as work:
         for graph in graph_names(bundle.config):
             spec = bundle.graphs[graph]
+            if graph in float_graphs:
+                shutil.copy2(bundle.path(graph), out / spec.file)
+                float_nodes[graph] = _weighted_nodes(bundle.path(graph))
+                progress(f"{graph}: kept in float")
+                continue
             arrays = recorded.get(graph) or []
             if not arrays:
                 raise ValueError(f"no calibration inputs for {graph}")
@@ -160,6 +180,7 @@ def quantize_bundle(bundle: OnnxBundle, recorded: dict[str, list[np.ndarray]], o
         extra={**bundle.extra, "quantization": {
             "format": "QDQ", "weights": "int8 per channel", "activations": "uint8 per tensor",
             "calibration": method, "calibration_source": source,
+            "float_graphs": [g for g in graph_names(bundle.config) if g in float_graphs],
             "calibration_inputs": {g: len(recorded[g]) for g in graphs},
             "float_nodes": float_nodes, "from_graphs_sha256": bundle.graphs_sha256}})
     quantised.write_manifest()
