@@ -6,7 +6,7 @@
 #   make bench-gpu - TensorRT fp16/int8, onnxruntime-gpu and torch CUDA times (NVIDIA GPU)
 #   make test-launch LAUNCH_SRC=DIR - the launch files under the real ROS 2 launch, built from
 #       upstream checkouts in DIR (launch, launch_ros, osrf_pycommon, rcl_interfaces)
-#   make default-model - reproduce models/densepose_default.pth (data, 3 training stages, eval; ~4.5 h)
+#   make default-model - reproduce models/densepose_default.pth (data, 4 training stages, eval; ~5.5 h)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 # Run a command inside the venv with this package's colcon install sourced.

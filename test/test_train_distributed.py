@@ -28,8 +28,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "densepose_d
 
 
 def _config(data: Path, run: Path, path: Path) -> Path:
+    default_model_cfg, _, _ = read_weights(DEFAULT_MODEL)
     cfg = tiny_train_config(data, run, batch_size=4, checkpoint_period=STEPS, log_period=1,
-                            init_weights=str(DEFAULT_MODEL))
+                            model=default_model_cfg.name, init_weights=str(DEFAULT_MODEL))
     # From the trained default model, not from scratch: an untrained RPN scores many anchors
     # nearly alike, and which of two near-equal proposals a top-k keeps can flip with float
     # rounding, a discrete change that is not what this test is about.

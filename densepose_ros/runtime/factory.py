@@ -32,7 +32,7 @@ CPU_MEASUREMENT = ("onnxruntime measured faster than eager PyTorch in the node e
 
 OPENVINO_MEASUREMENT = ("OpenVINO bf16 measured fastest on CPUs with native bfloat16 (default "
                         "model at 640x480, 2-core Xeon with AMX: 32-38 ms against onnxruntime's "
-                        "55-61 and PyTorch's 62; AP(GPS) 50.3 against 50.0, "
+                        "55-61 and PyTorch's 62; AP(GPS) 51.9 against 52.4, "
                         "benchmarks/bench_backends.py)")
 
 
