@@ -183,7 +183,10 @@ def test_int8_export_quantises_features_and_keeps_result_layers_float(int8_expor
     assert head.sha256 == export.graphs[DENSEPOSE_HEAD].sha256
     assert set(quantization["float_nodes"][DENSEPOSE_HEAD]) == _weighted(
         onnx.load(str(int8_export.path(DENSEPOSE_HEAD))))
+    # its calibration inputs were counted (people present), not kept
+    assert quantization["calibration_inputs"][DENSEPOSE_HEAD] == 0
     assert int8_all_export.extra["quantization"]["float_graphs"] == []
+    assert int8_all_export.extra["quantization"]["calibration_inputs"][DENSEPOSE_HEAD] > 0
     quantised = [(int8_all_export, g) for g in int8_all_export.graphs] + [
         (int8_export, g) for g in int8_export.graphs if g != DENSEPOSE_HEAD]
     assert len(quantised) == 2 * len(export.graphs) - 1

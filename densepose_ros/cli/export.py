@@ -116,8 +116,9 @@ def _quantize(bundle, args: argparse.Namespace):
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    recorded = record_graph_inputs(bundle, args.calib, args.calib_images, progress)
     float_graphs = () if args.int8_densepose_head else FLOAT_GRAPHS
+    recorded = record_graph_inputs(bundle, args.calib, args.calib_images, progress,
+                                   not_kept=float_graphs)
     report = quantize_bundle(bundle, recorded, args.out, args.calib_method,
                              source=str(args.calib), progress=progress,
                              float_graphs=float_graphs)

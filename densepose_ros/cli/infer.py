@@ -136,7 +136,6 @@ def persons_json(result, persons) -> list[dict]:
     return out
 
 
-
 def _node_config(args: argparse.Namespace):
     """The node's parameters for bags: its defaults or --params-file, then the options given
     here."""

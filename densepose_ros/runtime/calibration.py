@@ -34,17 +34,21 @@ def collect_calibration_inputs(bundle: OnnxBundle, options: EngineBuildOptions,
 
 
 def record_graph_inputs(bundle: OnnxBundle, source: Path, limit: int,
-                        progress: Callable[[str], None] = log.info
-                        ) -> dict[str, list[np.ndarray]]:
+                        progress: Callable[[str], None] = log.info,
+                        not_kept: tuple[str, ...] = ()) -> dict[str, list[np.ndarray]]:
     """Each graph's inputs on up to ``limit`` images of ``source`` (a folder or a bag),
     recorded from the export run in onnxruntime (CPU): padded images for the backbone,
-    pooled features for the heads. ``EngineError`` when the images give a graph nothing."""
+    pooled features for the heads; the graphs in ``not_kept`` (left in float) are only
+    counted. ``EngineError`` when the images give a graph nothing."""
     backend = OnnxRuntimeBackend(bundle, "cpu")
     recorded: dict[str, list[np.ndarray]] = {g: [] for g in graph_names(bundle.config)}
+    calls = dict.fromkeys(recorded, 0)
     run_graph = backend.run_graph
 
     def recording(graph, tensor):
-        recorded[graph].append(tensor.cpu().numpy().copy())
+        calls[graph] += 1
+        if graph not in not_kept:
+            recorded[graph].append(tensor.cpu().numpy().copy())
         return run_graph(graph, tensor)
 
     backend.pipeline.run_graph = recording
@@ -54,11 +58,11 @@ def record_graph_inputs(bundle: OnnxBundle, source: Path, limit: int,
         count += 1
         if count % 10 == 0:
             progress(f"calibration: {count} images")
-    if not recorded[BACKBONE]:
+    if not calls[BACKBONE]:
         raise EngineError(f"{source}: no readable calibration images")
     for graph in graph_names(bundle.config):
-        if graph != BACKBONE and not recorded[graph]:
+        if graph != BACKBONE and not calls[graph]:
             raise EngineError(f"the calibration images gave no {graph} inputs (no proposals "
                               "or no detections); use images with people in them")
-    progress(f"calibration: {count} images, {len(recorded[DENSEPOSE_HEAD])} with persons")
+    progress(f"calibration: {count} images, {calls[DENSEPOSE_HEAD]} with persons")
     return recorded

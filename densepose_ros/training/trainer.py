@@ -300,7 +300,7 @@ LOSS_GROUPS = {
                   "loss_densepose_S"),
 }
 CURVE_COLORS = {"total": (40, 40, 40), "rpn": (200, 120, 0), "box": (0, 150, 0),
-                 "keypoint": (160, 0, 160), "densepose": (0, 0, 220)}
+                "keypoint": (160, 0, 160), "densepose": (0, 0, 220)}
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
