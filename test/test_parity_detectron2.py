@@ -154,6 +154,28 @@ def test_densepose_outputs_on_given_boxes_match(run):
         assert_summary_matches(getattr(run.charts, name), reference[name], name)
 
 
+@pytest.mark.parametrize("config_name", PARITY_CONFIGS)
+def test_deployed_densepose_head_keeps_parity(config_name, d2_checkpoint):  # noqa: F811
+    """The deployed model (norms folded, chart outputs fused, channels-last, and on this CPU
+    the head's 8 x 512 convolutions in Winograd F(2x2, 3x3)) still gives detectron2's
+    DensePose outputs on the given boxes, at the 14x14 (legacy) and 28x28 (s1x) RoI sizes."""
+    from densepose_ros.modeling import build_model
+
+    cfg = get_config(config_name)
+    model = build_model(cfg)
+    model.load_state_dict(import_detectron2(d2_checkpoint(config_name), config_name))
+    model.fold_norms().to(memory_format=torch.channels_last)
+    assert model.roi_heads.densepose_head.winograd is not None
+    reference = detectron2_reference(config_name)
+    prepared = preprocess_image(parity_image(), cfg.input, color_order="BGR", resize=False)
+    given = torch.tensor(reference["densepose_on_first5"]["boxes"])
+    with torch.inference_mode():
+        charts = model.densepose_on_boxes(model.backbone_features(prepared.tensor), [given])
+    for name in ("coarse_segm", "fine_segm", "u", "v"):
+        assert_summary_matches(getattr(charts, name), reference["densepose_on_first5"][name],
+                               name)
+
+
 def test_predictor_reproduces_detectron2_detections(d2_checkpoint):  # noqa: F811
     """The deployed path (norms folded into convolutions, no resize) keeps parity."""
     from densepose_ros.inference.predictor import DensePosePredictor

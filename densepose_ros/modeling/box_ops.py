@@ -8,10 +8,44 @@ deltas are (dx, dy, dw, dh) divided by per-stage weights; dw/dh are clamped befo
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 from torchvision.ops import roi_align
+
+# torchvision's CPU RoIAlign runs on one core whatever torch's thread count; at inference the
+# boxes are split over that many threads (it releases the GIL): 1000 R-50 box-head RoIs in
+# 126 instead of 218 ms on 2 cores. Fewer boxes than this stay in one call.
+PARALLEL_ROI_ALIGN_MIN_BOXES = 32
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (owning process id, pool)
+
+
+def _roi_align_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    # a forked child inherits the executor but not its threads: make a new one there
+    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < workers:
+        _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="roi_align"))
+    return _pool[1]
+
+
+def roi_align_boxes(feature: torch.Tensor, rois: torch.Tensor, size: tuple[int, int],
+                    scale: float, sampling_ratio: int, aligned: bool) -> torch.Tensor:
+    """torchvision's ``roi_align``; at inference on a CPU with several threads and many
+    boxes, the boxes split over those threads (the same numbers, computed in parallel).
+    Grad and autocast modes are per thread, so with either on it stays one call."""
+    workers = torch.get_num_threads()
+    if (workers < 2 or rois.shape[0] < PARALLEL_ROI_ALIGN_MIN_BOXES
+            or feature.device.type != "cpu" or torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu") or feature.dtype != rois.dtype
+            or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        return roi_align(feature, rois, size, scale, sampling_ratio, aligned)
+    parts = rois.tensor_split(workers)
+    pending = [_roi_align_pool(workers).submit(roi_align, feature, part, size, scale,
+                                               sampling_ratio, aligned) for part in parts[1:]]
+    first = roi_align(feature, parts[0], size, scale, sampling_ratio, aligned)
+    return torch.cat([first] + [job.result() for job in pending])
 
 
 def centres_and_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -104,15 +138,15 @@ class MultiLevelRoIAlign(nn.Module):
             raise ValueError(f"expected {len(self.scales)} feature maps, got {len(features)}")
         size = (self.output_size, self.output_size)
         if len(features) == 1:
-            return roi_align(features[0], rois, size, self.scales[0], self.sampling_ratio,
-                             self.aligned)
+            return roi_align_boxes(features[0], rois, size, self.scales[0],
+                                   self.sampling_ratio, self.aligned)
         levels = assign_fpn_levels(rois[:, 1:], self.min_level, self.max_level)
         channels = features[0].shape[1]
         output = features[0].new_zeros((rois.shape[0], channels, *size))
         for index, (feature, scale) in enumerate(zip(features, self.scales, strict=True)):
             chosen = torch.nonzero(levels == index).squeeze(1)
-            output[chosen] = roi_align(feature, rois[chosen], size, scale, self.sampling_ratio,
-                                       self.aligned)
+            output[chosen] = roi_align_boxes(feature, rois[chosen], size, scale,
+                                             self.sampling_ratio, self.aligned)
         return output
 
 

@@ -19,6 +19,11 @@ from torch import nn
 from densepose_ros.inference.structures import DensePoseChartOutput
 from densepose_ros.modeling.backbone import ConvNorm
 from densepose_ros.modeling.config import DensePoseHeadConfig
+from densepose_ros.modeling.winograd import (
+    WinogradConvReLUStack,
+    winograd_applies,
+    winograd_stack_for,
+)
 
 
 class Decoder(nn.Module):
@@ -74,10 +79,23 @@ class DensePoseConvXHead(nn.Module):
                              cfg.conv_kernel, padding=cfg.conv_kernel // 2)
             self.add_module(f"body_conv_fcn{k + 1}", conv)
         self.out_channels = cfg.conv_channels
+        self.winograd: WinogradConvReLUStack | None = None
+
+    def convs(self) -> list[nn.Conv2d]:
+        return [getattr(self, f"body_conv_fcn{k + 1}") for k in range(self.num_convs)]
+
+    @torch.no_grad()
+    def prepare_winograd(self) -> bool:
+        """Run the convolutions with Winograd F(2x2, 3x3) at inference on float32 CPU input
+        where that is faster (``modeling.winograd``). Returns whether it will be used."""
+        self.winograd = winograd_stack_for(self.convs())
+        return self.winograd is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for k in range(self.num_convs):
-            x = F.relu_(getattr(self, f"body_conv_fcn{k + 1}")(x))
+        if self.winograd is not None and not self.training and winograd_applies(x):
+            return self.winograd(x)
+        for conv in self.convs():
+            x = F.relu_(conv(x))
         return x
 
 

@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepose_ros.modeling.config import KeypointHeadConfig
+from densepose_ros.modeling.winograd import (
+    WinogradConvReLUStack,
+    winograd_applies,
+    winograd_stack_for,
+)
 
 
 class KeypointHead(nn.Module):
@@ -29,10 +34,23 @@ class KeypointHead(nn.Module):
         self.score_lowres = nn.ConvTranspose2d(channels, cfg.num_keypoints, cfg.deconv_kernel,
                                                stride=2, padding=cfg.deconv_kernel // 2 - 1)
         self.upscale = cfg.upscale
+        self.winograd: WinogradConvReLUStack | None = None
+
+    def convs(self) -> list[nn.Conv2d]:
+        return [getattr(self, f"conv_fcn{k + 1}") for k in range(self.num_convs)]
+
+    @torch.no_grad()
+    def prepare_winograd(self) -> bool:
+        """As ``DensePoseConvXHead.prepare_winograd`` (the R-50 heads: 8 x 512 channels)."""
+        self.winograd = winograd_stack_for(self.convs())
+        return self.winograd is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for k in range(self.num_convs):
-            x = F.relu_(getattr(self, f"conv_fcn{k + 1}")(x))
+        if self.winograd is not None and not self.training and winograd_applies(x):
+            x = self.winograd(x)
+        else:
+            for conv in self.convs():
+                x = F.relu_(conv(x))
         # float32 heatmaps even when the layers ran in reduced precision
         return F.interpolate(self.score_lowres(x).float(), scale_factor=float(self.upscale),
                              mode="bilinear", align_corners=False)

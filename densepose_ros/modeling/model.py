@@ -22,7 +22,12 @@ from densepose_ros.modeling.backbone import FPN_STRIDES, ConvNorm, FPNBackbone
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
 from densepose_ros.modeling.config import DensePoseHeadConfig, KeypointHeadConfig, ModelConfig
-from densepose_ros.modeling.densepose_head import ChartPredictor, Decoder, build_densepose_head
+from densepose_ros.modeling.densepose_head import (
+    ChartPredictor,
+    Decoder,
+    DensePoseConvXHead,
+    build_densepose_head,
+)
 from densepose_ros.modeling.keypoint_head import KeypointHead
 from densepose_ros.modeling.rpn import RPN
 
@@ -195,9 +200,11 @@ class DensePoseRCNN(nn.Module):
 
     # -- inference optimisation ---------------------------------------------------------------
     def fold_norms(self) -> DensePoseRCNN:
-        """Merge frozen/eval batch norms into their convolutions, and the chart outputs'
-        transposed convolutions into one (``ChartPredictor.fuse``). Inference only: the state
-        dict then no longer matches the checkpoint layout, so such a model cannot be saved."""
+        """Merge frozen/eval batch norms into their convolutions, the chart outputs'
+        transposed convolutions into one (``ChartPredictor.fuse``), and let wide 3x3 head
+        stacks run Winograd on float32 CPU input (``prepare_winograd``). Inference only: the
+        state dict then no longer matches the checkpoint layout, so such a model cannot be
+        saved."""
         if self.training:
             raise RuntimeError("fold_norms() is for inference; call model.eval() first")
         for module in self.modules():
@@ -205,6 +212,8 @@ class DensePoseRCNN(nn.Module):
                 module.fold_norm()
             elif isinstance(module, ChartPredictor):
                 module.fuse()
+            elif isinstance(module, DensePoseConvXHead | KeypointHead):
+                module.prepare_winograd()
         self.norms_folded = True
         return self
 

@@ -1,0 +1,116 @@
+"""Winograd F(2x2, 3x3) convolution stacks (modeling.winograd) against the direct
+convolution, and where the model uses them. detectron2 parity of the deployed heads that run
+them: test_parity_detectron2.test_deployed_densepose_head_keeps_parity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from densepose_ros.modeling import build_model, get_config
+from densepose_ros.modeling.winograd import WinogradConvReLUStack, winograd_stack_for
+
+
+def conv_stack(in_channels: int, channels: int, count: int, seed: int = 0) -> list[nn.Conv2d]:
+    torch.manual_seed(seed)
+    convs = [nn.Conv2d(in_channels if k == 0 else channels, channels, 3, padding=1)
+             for k in range(count)]
+    for conv in convs:  # detectron2's head init (std 0.001) would make every output ~0
+        nn.init.normal_(conv.weight, std=(2.0 / (9 * conv.in_channels)) ** 0.5)
+        nn.init.uniform_(conv.bias, -0.1, 0.1)
+    return convs
+
+
+def direct(convs: list[nn.Conv2d], x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    x = x.to(dtype)
+    for conv in convs:
+        x = F.relu(F.conv2d(x, conv.weight.to(dtype), conv.bias.to(dtype), padding=1))
+    return x
+
+
+@pytest.mark.parametrize("shape", [(23, 256, 14, 14), (2, 256, 28, 28), (3, 256, 13, 9)])
+def test_winograd_stack_matches_direct_convolution(shape):
+    """The R-50 DensePose head's shape (256 -> 8 x 512 channels) at both RoI sizes, more boxes
+    than one pass takes, and odd sides (tiles cut off at the border)."""
+    convs = conv_stack(shape[1], 512, 8)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        exact = direct(convs, x, torch.float64)
+        plain = direct(convs, x, torch.float32)
+        winograd = WinogradConvReLUStack(convs)(x)
+    assert winograd.shape == exact.shape
+    scale = exact.abs().max().item()
+    assert scale > 1.0  # a real signal through the 8 layers
+    error = (winograd.double() - exact).abs().max().item()
+    plain_error = (plain.double() - exact).abs().max().item()
+    # float32 rounding of the same order as the direct convolution's (measured about 2x)
+    assert error <= max(4 * plain_error, 1e-6 * scale), (error, plain_error, scale)
+    assert torch.equal(winograd > 0, plain > 0) or \
+        ((winograd > 0) != (plain > 0)).float().mean() < 1e-5
+
+
+def test_winograd_only_for_wide_3x3_stacks():
+    assert winograd_stack_for(conv_stack(256, 512, 2)) is not None
+    assert winograd_stack_for(conv_stack(96, 96, 4)) is None  # slower than direct there
+    assert winograd_stack_for([nn.Conv2d(512, 512, 3, padding=2, dilation=2)]) is None
+    with pytest.raises(ValueError, match="3x3 stride-1"):
+        WinogradConvReLUStack([nn.Conv2d(512, 512, 5, padding=2)])
+
+
+def test_folded_models_use_winograd_where_it_is_faster():
+    wide = build_model(get_config("R_50_FPN_s1x_legacy_kp")).fold_norms()
+    assert wide.roi_heads.densepose_head.winograd is not None
+    assert wide.roi_heads.keypoint_head.winograd is not None
+    assert not any(name.startswith("roi_heads.densepose_head.winograd")
+                   for name in wide.state_dict())  # the checkpoint layout is unchanged
+    narrow = build_model(get_config("R_18_FPN_tiny_kp")).fold_norms()
+    assert narrow.roi_heads.densepose_head.winograd is None
+    assert narrow.roi_heads.keypoint_head.winograd is None
+
+
+def test_head_falls_back_to_direct_convolution_off_float32_cpu():
+    """bfloat16 autocast and ONNX tracing run the plain convolutions: the same numbers as an
+    unprepared head, bit for bit."""
+    model = build_model(get_config("R_50_FPN_s1x_legacy"))
+    head = model.roi_heads.densepose_head
+    torch.manual_seed(1)
+    x = torch.randn(3, 256, 14, 14)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain_bf16 = head(x)
+        plain_trace = torch.jit.trace(head, x)(x)
+        assert head.prepare_winograd()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(head(x), plain_bf16)
+        assert torch.equal(torch.jit.trace(head, x)(x), plain_trace)
+        assert not torch.equal(head(x), plain_trace)  # float32 CPU: Winograd's rounding
+        torch.testing.assert_close(head(x), plain_trace, rtol=1e-4, atol=1e-5)
+
+
+def test_parallel_roi_align_gives_the_same_numbers():
+    """The inference-time split of RoIAlign over threads (modeling.box_ops): bit-identical to
+    one call, over FPN levels and boxes of every size, with and without gradients."""
+    from densepose_ros.modeling.box_ops import MultiLevelRoIAlign
+
+    torch.manual_seed(2)
+    pooler = MultiLevelRoIAlign(7, (4, 8, 16, 32), sampling_ratio=2, aligned=False)
+    features = [torch.randn(2, 32, 200 // s, 272 // s) for s in (4, 8, 16, 32)]
+    corners = torch.rand(300, 2) * torch.tensor([1000.0, 700.0])
+    sides = torch.rand(300, 2) * 400 + 2
+    rois = torch.cat([torch.randint(0, 2, (300, 1)).float(), corners, corners + sides], dim=1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            single = pooler(features, rois)
+        torch.set_num_threads(max(threads, 2))
+        with torch.inference_mode():
+            parallel = pooler(features, rois)
+        with_grad = pooler(features, rois)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(parallel, single)
+    assert torch.equal(with_grad, single)
+    assert single.abs().sum() > 0
