@@ -18,7 +18,8 @@ detectron2 is not a dependency: build it from source anywhere (e.g. /tmp) and pa
 Python and source tree. Not part of ``make bench`` (it needs that build).
 
     python benchmarks/side_by_side_detectron2.py --d2-python /tmp/d2venv/bin/python \\
-        --d2-src /tmp/detectron2_src [--rounds 3 --repeats 3] [--detections 100]
+        --d2-src /tmp/detectron2_src [--rounds 3 --repeats 3] [--detections 100] \\
+        [--backends torch onnxruntime openvino]
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def stand_in_checkpoint(folder: Path, d2_name: str, crowd: bool = False) -> Path
     return path
 
 
-def our_backends(pkl: Path, folder: Path) -> dict:
+BACKENDS = ("torch", "onnxruntime", "openvino")
+
+
+def our_backends(pkl: Path, folder: Path, names: tuple[str, ...] = BACKENDS) -> dict:
 
     from densepose_ros.export.onnx_export import ExportOptions, export_onnx
     from densepose_ros.inference.checkpoint import import_detectron2, save_weights
@@ -86,11 +90,16 @@ def our_backends(pkl: Path, folder: Path) -> dict:
     model.load_state_dict(import_detectron2(pkl, CONFIG))
     weights = save_weights(folder / "ours.pth", model.eval(), cfg, {"purpose": "side by side"})
     del model
-    bundle = export_onnx(weights, folder / "onnx", ExportOptions(input_size=(800, 1088)),
-                         progress=lambda _: None)
-    backends = {"torch (exact, eager)": TorchBackend.from_weights(weights, "cpu"),
-                "onnxruntime fp32": OnnxRuntimeBackend(bundle, "cpu"),
-                "openvino fp32": OpenVinoBackend(bundle, "cpu", "fp32")}
+    backends = {}
+    if "torch" in names:
+        backends["torch (exact, eager)"] = TorchBackend.from_weights(weights, "cpu")
+    if {"onnxruntime", "openvino"} & set(names):
+        bundle = export_onnx(weights, folder / "onnx", ExportOptions(input_size=(800, 1088)),
+                             progress=lambda _: None)
+        if "onnxruntime" in names:
+            backends["onnxruntime fp32"] = OnnxRuntimeBackend(bundle, "cpu")
+        if "openvino" in names:
+            backends["openvino fp32"] = OpenVinoBackend(bundle, "cpu", "fp32")
     for backend in backends.values():
         backend.configure(InferenceSettings(resize_shortest_edge=NO_RESIZE))
     return backends
@@ -107,6 +116,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_output"))
     parser.add_argument("--detections", type=int, choices=(0, 100), default=0,
                         help="0: the fixture's own 19 detections; 100: see the docstring")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                        help="ours to time (the graph runtimes' thread pools share the "
+                             "process with eager PyTorch: --backends torch keeps it alone, "
+                             "as detectron2 is in its own process)")
     args = parser.parse_args()
     import cv2
     import torch
@@ -121,7 +134,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pkl = stand_in_checkpoint(Path(tmp), get_config(CONFIG).detectron2_config,
                                   crowd=args.detections == 100)
-        backends = our_backends(pkl, Path(tmp))
+        backends = our_backends(pkl, Path(tmp), tuple(args.backends))
         for backend in backends.values():
             backend.infer(image)  # warm-up
         for round_index in range(args.rounds):
