@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIGS = ("R_18_FPN_tiny", "R_18_FPN_lite", "R_50_FPN_s1x_legacy", "R_50_FPN_s1x")
+DEFAULT_CONFIGS = ("R_18_FPN_tiny_kp", "R_18_FPN_lite", "R_50_FPN_s1x_legacy", "R_50_FPN_s1x")
 PERSONS = (1, 5, 20)
 FRAME_SIZE = (640, 480)
 
