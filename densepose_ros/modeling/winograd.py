@@ -1,7 +1,7 @@
 """Winograd F(2x2, 3x3) convolution for stacks of 3x3 stride-1 convolutions + ReLU on CPU.
 
 Why: the DensePose head of the R-50 models is 8 such convolutions with 512 channels on every
-detected box, about 70 % of an exact R-50 frame at 100 detections on a CPU, and oneDNN's
+detected box, more than half of an exact R-50 frame at 100 detections on a CPU, and oneDNN's
 direct convolution already runs near the machine's peak there. Winograd's minimal filtering
 (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016) computes each
 2x2 output tile from a 4x4 input tile with 16 instead of 36 multiplications per channel pair:
@@ -23,9 +23,9 @@ from torch import nn
 _FILTER_TRANSFORM = torch.tensor(
     [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
 
-# Boxes per pass through the whole stack: enough rows (boxes x 49 tiles at 14x14) for the
-# batched products to run near full speed, few enough that a pass stays in the caches.
-# Measured on a 2-core AVX-512 Xeon with 512 channels: 10 boxes at 14x14 fastest.
+# Tile rows per pass through the whole stack (10 boxes at 14x14): the batched products need a
+# few hundred rows to run near full speed, and the transforms' buffers grow with them.
+# Measured on a 2-core AVX-512 Xeon with 512 channels: 196 to 980 rows alike.
 TILE_ROWS_PER_PASS = 490
 # Narrower stacks stay on the direct convolution: there the batched products are too small to
 # beat it (measured: 512 channels 1.4x faster, 256 1.15x, 96 0.7x).
