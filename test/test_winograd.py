@@ -114,3 +114,40 @@ def test_parallel_roi_align_gives_the_same_numbers():
     assert torch.equal(parallel, single)
     assert torch.equal(with_grad, single)
     assert single.abs().sum() > 0
+
+
+def _pool_in_child(queue) -> None:
+    from densepose_ros.modeling.box_ops import roi_align_boxes
+
+    torch.manual_seed(3)
+    feature = torch.randn(1, 8, 40, 40)
+    rois = torch.cat([torch.zeros(64, 1), torch.rand(64, 2) * 20,
+                      torch.rand(64, 2) * 20 + 20], dim=1)
+    with torch.inference_mode():
+        queue.put(roi_align_boxes(feature, rois, (7, 7), 1.0, 2, False).sum().item())
+
+
+def test_parallel_roi_align_works_in_a_forked_child():
+    """A child forked after the parent used the RoIAlign threads (as data-loader workers are)
+    inherits the pool but not its threads: it must make its own, not wait forever."""
+    import multiprocessing
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    try:
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        _pool_in_child(queue)  # the parent's pool now exists
+        expected = queue.get(timeout=30)
+        child = context.Process(target=_pool_in_child, args=(queue,))
+        child.start()
+        try:
+            got = queue.get(timeout=60)
+            child.join(timeout=30)
+        finally:
+            if child.is_alive():
+                child.kill()
+    finally:
+        torch.set_num_threads(threads)
+    assert child.exitcode == 0
+    assert got == expected

@@ -19,15 +19,16 @@ from torchvision.ops import roi_align
 # boxes are split over that many threads (it releases the GIL): 1000 R-50 box-head RoIs in
 # 126 instead of 218 ms on 2 cores. Fewer boxes than this stay in one call.
 PARALLEL_ROI_ALIGN_MIN_BOXES = 32
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (owning process id, pool)
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
 
 
 def _roi_align_pool(workers: int) -> ThreadPoolExecutor:
     global _pool
     # a forked child inherits the executor but not its threads: make a new one there
-    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < workers:
-        _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="roi_align"))
-    return _pool[1]
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+        _pool = (os.getpid(), workers,
+                 ThreadPoolExecutor(workers, thread_name_prefix="roi_align"))
+    return _pool[2]
 
 
 def roi_align_boxes(feature: torch.Tensor, rois: torch.Tensor, size: tuple[int, int],

@@ -21,7 +21,7 @@ from densepose_ros.modeling.backbone import ConvNorm
 from densepose_ros.modeling.config import DensePoseHeadConfig
 from densepose_ros.modeling.winograd import (
     WinogradConvReLUStack,
-    winograd_applies,
+    conv_relu_stack,
     winograd_stack_for,
 )
 
@@ -92,11 +92,7 @@ class DensePoseConvXHead(nn.Module):
         return self.winograd is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.winograd is not None and not self.training and winograd_applies(x):
-            return self.winograd(x)
-        for conv in self.convs():
-            x = F.relu_(conv(x))
-        return x
+        return conv_relu_stack(self.convs(), self.winograd, x, self.training)
 
 
 class ASPP(nn.Module):

@@ -16,7 +16,7 @@ from torch import nn
 from densepose_ros.modeling.config import KeypointHeadConfig
 from densepose_ros.modeling.winograd import (
     WinogradConvReLUStack,
-    winograd_applies,
+    conv_relu_stack,
     winograd_stack_for,
 )
 
@@ -46,11 +46,7 @@ class KeypointHead(nn.Module):
         return self.winograd is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.winograd is not None and not self.training and winograd_applies(x):
-            x = self.winograd(x)
-        else:
-            for conv in self.convs():
-                x = F.relu_(conv(x))
+        x = conv_relu_stack(self.convs(), self.winograd, x, self.training)
         # float32 heatmaps even when the layers ran in reduced precision
         return F.interpolate(self.score_lowres(x).float(), scale_factor=float(self.upscale),
                              mode="bilinear", align_corners=False)

@@ -17,6 +17,7 @@ elementwise operation over whole channel vectors.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Filter transform G (4x3) of F(2x2, 3x3), interpolation points 0, 1, -1 and infinity.
@@ -50,7 +51,6 @@ class _Workspace:
     def __init__(self, like: torch.Tensor, boxes: int, height: int, width: int,
                  in_channels: int, channels: int):
         self.th, self.tw = (height + 1) // 2, (width + 1) // 2
-        self.height, self.width = height, width
         padded_h, padded_w = 2 * self.th + 2, 2 * self.tw + 2
         widest = max(in_channels, channels)
         tiles = boxes * self.th * self.tw
@@ -124,15 +124,31 @@ def winograd_applies(x: torch.Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu") and x.shape[0] > 0)
 
 
+def _is_plain_3x3(conv: nn.Conv2d) -> bool:
+    """3x3 kernel, stride 1, padding 1, no dilation or groups, with a bias."""
+    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.bias is not None)
+
+
 def winograd_stack_for(convs: list[nn.Conv2d]) -> WinogradConvReLUStack | None:
     """A Winograd stack for these convolutions (each followed by ReLU) where it is faster than
-    the direct convolution: 3x3 kernels, stride 1, padding 1 and at least
-    ``WINOGRAD_MIN_CHANNELS`` output channels; otherwise None."""
-    if convs and all(c.kernel_size == (3, 3) and c.stride == (1, 1) and c.padding == (1, 1)
-                     and c.dilation == (1, 1) and c.groups == 1 and c.bias is not None
-                     and c.out_channels >= WINOGRAD_MIN_CHANNELS for c in convs):
+    the direct convolution: plain 3x3 convolutions with at least ``WINOGRAD_MIN_CHANNELS``
+    output channels; otherwise None."""
+    if convs and all(_is_plain_3x3(c) and c.out_channels >= WINOGRAD_MIN_CHANNELS
+                     for c in convs):
         return WinogradConvReLUStack(convs)
     return None
+
+
+def conv_relu_stack(convs: list[nn.Conv2d], winograd: WinogradConvReLUStack | None,
+                    x: torch.Tensor, training: bool) -> torch.Tensor:
+    """ReLU(conv(x)) through `convs` in turn: with `winograd` (``winograd_stack_for`` of the
+    same convolutions) at inference where ``winograd_applies``, else directly."""
+    if winograd is not None and not training and winograd_applies(x):
+        return winograd(x)
+    for conv in convs:
+        x = F.relu_(conv(x))
+    return x
 
 
 class WinogradConvReLUStack(nn.Module):
@@ -147,8 +163,7 @@ class WinogradConvReLUStack(nn.Module):
     def __init__(self, convs: list[nn.Conv2d]):
         super().__init__()
         for conv in convs:
-            if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) \
-                    or conv.dilation != (1, 1) or conv.groups != 1 or conv.bias is None:
+            if not _is_plain_3x3(conv):
                 raise ValueError(f"not a 3x3 stride-1 convolution with bias: {conv}")
         self.num_convs = len(convs)
         for k, conv in enumerate(convs):
