@@ -29,7 +29,7 @@ _FILTER_TRANSFORM = torch.tensor(
 # Measured on a 2-core AVX-512 Xeon with 512 channels: 196 to 980 rows alike.
 TILE_ROWS_PER_PASS = 490
 # Narrower stacks stay on the direct convolution: there the batched products are too small to
-# beat it (measured: 512 channels 1.4x faster, 256 1.15x, 96 0.7x).
+# beat it (measured: 512 channels 1.4x faster, 256 1.15x, 96 0.7-0.85x).
 WINOGRAD_MIN_CHANNELS = 256
 
 
