@@ -24,6 +24,7 @@ setup(
         "tqdm",
         "pycocotools",
         "scipy",
+        "threadpoolctl",
     ],
     extras_require={
         "onnx": ["onnx", "onnxscript", "onnxruntime"],

@@ -65,6 +65,8 @@ def compare(reference, exported, chart_box_tol: float | None = None) -> Differen
     """With ``chart_box_tol``, charts are compared only for detections whose boxes agree to
     that many pixels: RoIAlign on a shifted box reads other features, so a box that drifted
     (measured by ``box_px``) says nothing about the DensePose graph's own accuracy."""
+    # the graph backends give numpy arrays, the torch backend tensors: compared as tensors
+    reference, exported = reference.torch(), exported.torch()
     count = (len(reference), len(exported))
     if count[0] != count[1] or count[0] == 0:
         return Difference(count, float("inf") if count[0] != count[1] else 0.0, 0.0, 0.0)
@@ -329,7 +331,7 @@ def test_deeplab_head_and_confidences_export_and_match(tmp_path):
     TensorRT op check, and its DensePose-head graph gives every output as PyTorch does."""
     import onnxruntime as ort
 
-    from densepose_ros.export.graphs import chart_output_names, densepose_pooled_shape
+    from densepose_ros.export.names import chart_output_names, densepose_pooled_shape
 
     torch.manual_seed(0)
     cfg = get_config("R_50_FPN_DL_WC2M_s1x")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from densepose_ros.export.graphs import KEYPOINT_HEAD, graph_names
+from densepose_ros.export.names import KEYPOINT_HEAD, graph_names
 from densepose_ros.export.onnx_export import ExportOptions, export_model
 from densepose_ros.export.op_check import check_onnx_for_tensorrt, load_trt_op_list
 from densepose_ros.inference.predictor import DensePosePredictor
@@ -86,7 +86,6 @@ def test_predictor_gives_keypoints_and_the_export_matches(name, images, tmp_path
     exported.configure(settings)
     reference.configure(settings)
     for image in images:
-        a, b = reference.infer(image), exported.infer(image)
+        a, b = reference.infer(image).numpy(), exported.infer(image).numpy()
         assert len(a) == len(b)
-        np.testing.assert_allclose(b.keypoints.numpy()[..., :2], a.keypoints.numpy()[..., :2],
-                                   atol=2.0)
+        np.testing.assert_allclose(b.keypoints[..., :2], a.keypoints[..., :2], atol=2.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from densepose_ros.export.onnx_export import export_onnx
@@ -37,6 +39,11 @@ def export_folder(weights, tmp_path_factory):
 
 def answer(client, stamp: int):
     return next((m for m in client.persons if stamp_ns(m.header) == stamp), None)
+
+
+def has_torch(node) -> bool:
+    """Whether the node's process has PyTorch's libraries mapped (imported torch)."""
+    return "libtorch" in Path(f"/proc/{node.popen.pid}/maps").read_text()
 
 
 def settings() -> InferenceSettings:
@@ -82,6 +89,8 @@ def test_node_runs_the_onnxruntime_backend(ros_process, client, weights, export_
         got_scores = sorted(p.score for p in msg.persons)
         want_scores = sorted(reference.scores.tolist())
         assert got_scores == pytest.approx(want_scores, abs=1e-4)
+    # the graphs' glue is numpy: the node never imported torch (780 MB resident on its own)
+    assert not has_torch(node)
 
 
 @pytest.mark.openvino  # the expected results come from OpenVINO in this process
@@ -103,3 +112,4 @@ def test_node_runs_the_openvino_backend(ros_process, client, export_folder):
     assert len(msg.persons) == len(want.persons)
     for got, person in zip(msg.persons, want.persons, strict=True):
         assert got.score == pytest.approx(person.score, abs=1e-3)
+    assert not has_torch(node)

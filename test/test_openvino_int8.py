@@ -24,7 +24,7 @@ from torchvision.ops import box_iou
 from densepose_ros import paths
 from densepose_ros.cli import main as cli_main
 from densepose_ros.export.bundle import load_bundle
-from densepose_ros.export.graphs import DENSEPOSE_HEAD
+from densepose_ros.export.names import DENSEPOSE_HEAD
 from densepose_ros.export.onnx_export import export_onnx
 from densepose_ros.io import bag_io
 from densepose_ros.runtime import InferenceSettings, create_backend
@@ -110,7 +110,7 @@ def agreement(reference, other, frames) -> Agreement:
     people = matched = 0
     ious, same_parts, pixels = [], 0, 0
     for frame in frames:
-        want, got = reference.infer(frame), other.infer(frame)
+        want, got = reference.infer(frame).torch(), other.infer(frame).torch()
         people += len(want)
         if not len(want) or not len(got):
             continue
@@ -133,7 +133,7 @@ def test_openvino_fp32_gives_onnxruntime_results(export):
     assert openvino.describe().startswith("openvino/CPU fp32")
     people = 0
     for frame in COMPARED:
-        want, got = reference.infer(frame), openvino.infer(frame)
+        want, got = reference.infer(frame).torch(), openvino.infer(frame).torch()
         assert len(want) == len(got)
         people += len(want)
         if not len(want):
@@ -257,7 +257,7 @@ def test_int8_calibrates_from_a_bag(tmp_path):
     bundle = load_bundle(out)
     assert bundle.extra["quantization"]["calibration_inputs"]["backbone"] == 4
     assert bundle.extra["quantization"]["calibration_source"] == str(bag)
-    result = configured(OnnxRuntimeBackend(bundle, "cpu")).infer(COMPARED[0])
+    result = configured(OnnxRuntimeBackend(bundle, "cpu")).infer(COMPARED[0]).torch()
     assert len(result) > 0 and torch.isfinite(result.charts.u).all()
 
 

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from densepose_ros.export.graphs import graph_names
+    from densepose_ros.export.names import graph_names
     from densepose_ros.export.onnx_export import (
         DEFAULT_OPSET,
         ExportOptions,
@@ -138,14 +138,14 @@ def _verify(weights: Path, bundle) -> str:
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    reference = TorchBackend.from_weights(weights, "cpu").infer(frame)
-    exported = OnnxRuntimeBackend(bundle, "cpu").infer(frame)
+    reference = TorchBackend.from_weights(weights, "cpu").infer(frame).numpy()
+    exported = OnnxRuntimeBackend(bundle, "cpu").infer(frame)  # numpy arrays
     if len(reference) != len(exported):
         return f"detections differ: {len(reference)} (PyTorch) vs {len(exported)} (onnxruntime)"
     if not len(reference):
         return "no detections on the synthetic frame (nothing to compare)"
-    box = float((reference.boxes - exported.boxes).abs().max())
-    score = float((reference.scores - exported.scores).abs().max())
-    chart = max(float((getattr(reference.charts, n) - getattr(exported.charts, n)).abs().max())
+    box = float(np.abs(reference.boxes - exported.boxes).max())
+    score = float(np.abs(reference.scores - exported.scores).max())
+    chart = max(float(np.abs(getattr(reference.charts, n) - getattr(exported.charts, n)).max())
                 for n in ("coarse_segm", "fine_segm", "u", "v"))
     return f"boxes {box:.2g} px, scores {score:.2g}, charts {chart:.2g}"

@@ -51,9 +51,10 @@ class ImagePredictions:
     def from_result(cls, image_id: int, result: DensePoseResult,
                     chart_mode: str = DEFAULT_CHART_MODE) -> ImagePredictions:
         """From a model result: boxes, scores and per-person IUV at box resolution."""
-        keypoints = None if result.keypoints is None else result.keypoints.float().numpy()
-        return cls(image_id, result.boxes.float().numpy(), result.scores.float().numpy(),
-                   person_iuv_charts(result, chart_mode), keypoints)
+        result = result.numpy()  # torch tensors or numpy arrays (the graph backends)
+        keypoints = None if result.keypoints is None else result.keypoints.astype(np.float32)
+        return cls(image_id, result.boxes, result.scores, person_iuv_charts(result, chart_mode),
+                   keypoints)
 
 
 def annotated_points_in_image(instance: InstanceAnnotation,

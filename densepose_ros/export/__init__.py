@@ -1,4 +1,4 @@
-"""ONNX export of DensePose R-CNN, split into three graphs with a thin PyTorch glue between.
+"""ONNX export of DensePose R-CNN, split into three graphs with a thin glue between them.
 
 Where the graph is split, and why
 ---------------------------------
@@ -12,9 +12,10 @@ optimisation profiles meaningless. They are also the cheap part: on the R-50 mod
 800x1067 the backbone+FPN+RPN head is ~320 GFLOPs, the box head 28 GFLOPs for 1000
 proposals, the DensePose head 7-36 GFLOPs per person; selection and RoIAlign cost well under a
 millisecond on a GPU. So every convolution and fully connected layer is in a graph, and the
-box bookkeeping stays in PyTorch (``densepose_ros.runtime.split_pipeline``), the same code
-the eager model runs (``RPN.select_proposals``, ``BoxStage.select_detections``,
-``MultiLevelRoIAlign``, torchvision's ``roi_align``/``batched_nms``), on CPU or CUDA tensors:
+box bookkeeping stays outside: for TensorRT in PyTorch (``densepose_ros.runtime.split_pipeline``),
+the same code the eager model runs (``RPN.select_proposals``, ``BoxStage.select_detections``,
+``MultiLevelRoIAlign``, torchvision's ``roi_align``/``batched_nms``) on CUDA tensors; for the
+CPU runtimes its numpy port (``runtime.numpy_glue``), which keeps torch out of the process:
 
     image -> preprocess (resize, normalise, pad to /32)                       [numpy/torch]
     graph "backbone"        images -> p2..p5 [+ decoder map], RPN maps per level  [ONNX]
@@ -44,7 +45,7 @@ three ``.onnx`` files and ``manifest.json`` (configuration, hashes, the names ab
 """
 
 from densepose_ros.export.bundle import OnnxBundle, load_bundle
-from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, DENSEPOSE_HEAD, GRAPH_NAMES
+from densepose_ros.export.names import BACKBONE, BOX_HEAD, DENSEPOSE_HEAD, GRAPH_NAMES
 
 __all__ = [
     "BACKBONE", "BOX_HEAD", "DENSEPOSE_HEAD", "GRAPH_NAMES", "OnnxBundle", "load_bundle",

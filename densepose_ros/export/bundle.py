@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from densepose_ros.export.graphs import graph_names
+from densepose_ros.export.names import graph_names
 from densepose_ros.modeling.config import ModelConfig
 
 MANIFEST_NAME = "manifest.json"

@@ -22,11 +22,31 @@ def export_cache_dir(model_sha256: str, config_name: str) -> Path:
     return paths.cache_dir() / "onnx" / f"{config_name}_{model_sha256[:16]}"
 
 
+def find_cached_export(weights: Path, digest: str | None = None) -> OnnxBundle | None:
+    """The cached export of ``weights`` if there is one, found by the file's hash alone:
+    no torch (reading the weights' configuration would load it), so a process that only
+    runs the graphs never imports it."""
+    digest = digest or file_sha256(weights)
+    root = paths.cache_dir() / "onnx"
+    for folder in sorted(root.glob(f"*_{digest[:16]}")) if root.is_dir() else ():
+        if not is_bundle(folder):
+            continue
+        try:
+            bundle = load_bundle(folder)
+        except (ValueError, FileNotFoundError):
+            continue
+        if bundle.model_sha256 == digest:
+            return bundle
+    return None
+
+
 def cached_export(weights: Path, progress=log.info) -> OnnxBundle:
     """The export of ``weights`` from the cache, exporting it first when absent or stale."""
-    from densepose_ros.export.onnx_export import export_onnx
-
     digest = file_sha256(weights)
+    found = find_cached_export(weights, digest)
+    if found is not None:
+        return found
+    from densepose_ros.export.onnx_export import export_onnx
     from densepose_ros.inference.checkpoint import read_weights
 
     cfg, _, _ = read_weights(weights)

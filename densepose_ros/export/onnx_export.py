@@ -20,6 +20,12 @@ from torch import nn
 
 from densepose_ros.export.bundle import GraphSpec, OnnxBundle, TensorSpec, file_sha256
 from densepose_ros.export.graphs import (
+    BackboneGraph,
+    BoxHeadGraph,
+    DensePoseHeadGraph,
+    KeypointHeadGraph,
+)
+from densepose_ros.export.names import (
     BACKBONE,
     BOX_FEATURES,
     BOX_HEAD,
@@ -30,18 +36,13 @@ from densepose_ros.export.graphs import (
     KEYPOINT_FEATURES,
     KEYPOINT_HEAD,
     KEYPOINT_OUTPUT,
-    BackboneGraph,
-    BoxHeadGraph,
-    DensePoseHeadGraph,
-    KeypointHeadGraph,
     backbone_output_names,
     box_pooled_shape,
     chart_output_names,
     densepose_pooled_shape,
     keypoint_pooled_shape,
 )
-from densepose_ros.modeling.backbone import FPN_STRIDES
-from densepose_ros.modeling.config import ModelConfig
+from densepose_ros.modeling.config import FPN_STRIDES, ModelConfig
 from densepose_ros.modeling.model import DensePoseRCNN
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle, file_sha256, load_bundle
-from densepose_ros.export.graphs import BACKBONE, DENSEPOSE_HEAD, graph_names
+from densepose_ros.export.names import BACKBONE, DENSEPOSE_HEAD, graph_names
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle
-from densepose_ros.export.graphs import BACKBONE, BOX_HEAD, graph_names
+from densepose_ros.export.names import BACKBONE, BOX_HEAD, graph_names
 from densepose_ros.inference.precision import (
     DEFAULT_ENGINE_PRECISION,
     ENGINE_PRECISIONS,

@@ -1,5 +1,10 @@
 """Typed outputs of DensePose R-CNN.
 
+Arrays are torch tensors from the eager model (``DensePosePredictor``, the torch backend) and
+numpy arrays from the graph backends (onnxruntime, OpenVINO), whose glue runs without
+PyTorch; ``numpy()`` gives either as numpy (no copy on a CPU). This module imports torch only
+when it meets a tensor.
+
 Shapes use N for the number of detected persons, S for the coarse segmentation channels
 (2 or 15), M for the side of the predictor output (112, or 56 in legacy models; the chart
 covers the person's box, stretched to M x M).
@@ -10,9 +15,35 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# A torch tensor or a numpy array (see the module docstring).
+Array = Union["torch.Tensor", np.ndarray]
+
+
+def to_torch(array):
+    """A torch tensor sharing a numpy array's memory, a tensor as it is; None stays None.
+    Imports torch: for callers that work in torch anyway (evaluation, tests)."""
+    if array is None or not isinstance(array, np.ndarray):
+        return array
+    import torch
+
+    return torch.from_numpy(array)
+
+
+def to_numpy(array):
+    """A numpy view of a CPU tensor (a copy from a GPU), anything else through
+    ``np.asarray`` (numpy arrays as they are); None stays None."""
+    if array is None or isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "detach"):  # a torch tensor
+        return array.detach().cpu().numpy()
+    return np.asarray(array)
 
 # Stages timed by the predictor, in pipeline order.
 STAGES = ("preprocess", "backbone", "rpn", "box_head", "densepose_head", "postprocess")
@@ -41,20 +72,20 @@ class DensePoseChartOutput:
             already multiplied into `fine_segm` and `coarse_segm` (WC1M, WC2M).
     """
 
-    coarse_segm: torch.Tensor
-    fine_segm: torch.Tensor
-    u: torch.Tensor
-    v: torch.Tensor
-    sigma_2: torch.Tensor | None = None
-    kappa_u: torch.Tensor | None = None
-    kappa_v: torch.Tensor | None = None
-    fine_segm_confidence: torch.Tensor | None = None
-    coarse_segm_confidence: torch.Tensor | None = None
+    coarse_segm: Array
+    fine_segm: Array
+    u: Array
+    v: Array
+    sigma_2: Array | None = None
+    kappa_u: Array | None = None
+    kappa_v: Array | None = None
+    fine_segm_confidence: Array | None = None
+    coarse_segm_confidence: Array | None = None
 
     def __len__(self) -> int:
         return self.coarse_segm.shape[0]
 
-    def tensors(self) -> dict[str, torch.Tensor]:
+    def tensors(self) -> dict[str, Array]:
         """Every present output by name, in field order (the exported graph's outputs)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if getattr(self, f.name) is not None}
@@ -63,7 +94,7 @@ class DensePoseChartOutput:
         return DensePoseChartOutput(**{k: function(t) for k, t in self.tensors().items()})
 
     def __getitem__(self, index) -> DensePoseChartOutput:
-        """Select boxes (int, slice, index tensor or boolean mask); keeps the batch axis."""
+        """Select boxes (int, slice, index array or boolean mask); keeps the batch axis."""
         if isinstance(index, int):
             index = slice(index, index + 1)
         return self._map(lambda tensor: tensor[index])
@@ -71,11 +102,24 @@ class DensePoseChartOutput:
     def to(self, device: torch.device | str) -> DensePoseChartOutput:
         return self._map(lambda tensor: tensor.to(device))
 
+    def numpy(self) -> DensePoseChartOutput:
+        """Every output as a numpy array (views of CPU tensors)."""
+        return self._map(to_numpy)
+
+    def torch(self) -> DensePoseChartOutput:
+        """Every output as a torch tensor (numpy arrays shared, not copied)."""
+        return self._map(to_torch)
+
     @classmethod
     def empty(cls, num_coarse: int, size: int,
-              confidences: tuple[str, ...] = ()) -> DensePoseChartOutput:
-        """No boxes: zero-length outputs of the right channel counts."""
-        def zeros(c: int) -> torch.Tensor:
+              confidences: tuple[str, ...] = (), numpy: bool = False) -> DensePoseChartOutput:
+        """No boxes: zero-length outputs of the right channel counts (torch tensors, or
+        numpy arrays with `numpy`)."""
+        def zeros(c: int):
+            if numpy:
+                return np.zeros((0, c, size, size), dtype=np.float32)
+            import torch
+
             return torch.zeros((0, c, size, size), dtype=torch.float32)
 
         extra = {name: zeros(1 if name.endswith("segm_confidence") else 25)
@@ -105,11 +149,13 @@ class StageClock:
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.timings = StageTimings()
-        self._device = torch.device(device)
+        self._device = device if str(device).startswith("cuda") else None
         self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
-        if self._device.type == "cuda":
+        if self._device is not None:
+            import torch
+
             torch.cuda.synchronize(self._device)
         now = time.perf_counter()
         setattr(self.timings, stage, now - self._last)
@@ -132,12 +178,12 @@ class DensePoseResult:
             probability of the heatmap peak.
     """
 
-    boxes: torch.Tensor
-    scores: torch.Tensor
+    boxes: Array
+    scores: Array
     charts: DensePoseChartOutput
     image_size: tuple[int, int]
     timings: StageTimings | None = field(default=None, compare=False)
-    keypoints: torch.Tensor | None = None
+    keypoints: Array | None = None
 
     def __len__(self) -> int:
         return self.boxes.shape[0]
@@ -145,7 +191,7 @@ class DensePoseResult:
     def select(self, keep) -> DensePoseResult:
         """The persons ``keep`` selects (bool mask or index array), in that order."""
         # index logic in numpy: a handful of torch ops on tiny tensors cost more than this
-        keep = np.asarray(keep.cpu() if isinstance(keep, torch.Tensor) else keep)
+        keep = np.asarray(to_numpy(keep))
         keep = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
         if len(keep) == len(self) and (keep == np.arange(len(self))).all():
             # everyone, in order (the usual frame): a shallow copy, no tensor op at all
@@ -154,8 +200,24 @@ class DensePoseResult:
             # a contiguous run (the usual case: the best-scoring persons): views, no copy
             # of the [N, C, M, M] charts
             keep = slice(int(keep[0]), int(keep[0]) + len(keep))
-        else:
+        elif not isinstance(self.boxes, np.ndarray):
+            import torch
+
             keep = torch.from_numpy(keep)
         keypoints = None if self.keypoints is None else self.keypoints[keep]
         return DensePoseResult(self.boxes[keep], self.scores[keep], self.charts[keep],
                                self.image_size, self.timings, keypoints)
+
+    def numpy(self) -> DensePoseResult:
+        """The same result with numpy arrays (views of CPU tensors; numpy ones as they are)."""
+        if isinstance(self.boxes, np.ndarray):
+            return self
+        return DensePoseResult(to_numpy(self.boxes), to_numpy(self.scores), self.charts.numpy(),
+                               self.image_size, self.timings, to_numpy(self.keypoints))
+
+    def torch(self) -> DensePoseResult:
+        """The same result with torch tensors (numpy arrays shared, not copied)."""
+        if not isinstance(self.boxes, np.ndarray):
+            return self
+        return DensePoseResult(to_torch(self.boxes), to_torch(self.scores), self.charts.torch(),
+                               self.image_size, self.timings, to_torch(self.keypoints))

@@ -11,12 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densepose_ros.modeling.config import BackboneConfig
+from densepose_ros.modeling.config import FPN_LEVELS, BackboneConfig
 
 # Blocks per stage res2..res5 for each supported depth.
 _STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-FPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
-FPN_STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
 
 
 class FrozenBatchNorm2d(nn.Module):

@@ -7,13 +7,14 @@ deltas are (dx, dy, dw, dh) divided by per-stage weights; dw/dh are clamped befo
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 from torchvision.ops import roi_align
+
+from densepose_ros.modeling.config import PoolerGeometry
 
 # torchvision's CPU RoIAlign runs on one core whatever torch's thread count; at inference the
 # boxes are split over that many threads (it releases the GIL): 1000 R-50 box-head RoIs in
@@ -127,27 +128,28 @@ class MultiLevelRoIAlign(nn.Module):
     def __init__(self, output_size: int, strides: tuple[int, ...], sampling_ratio: int,
                  aligned: bool):
         super().__init__()
-        self.output_size = output_size
-        self.scales = tuple(1.0 / s for s in strides)
-        self.sampling_ratio = sampling_ratio
-        self.aligned = aligned
-        self.min_level = int(round(math.log2(strides[0])))
-        self.max_level = int(round(math.log2(strides[-1])))
+        self.geometry = PoolerGeometry(output_size, tuple(strides), sampling_ratio, aligned)
+
+    @classmethod
+    def of(cls, geometry: PoolerGeometry) -> MultiLevelRoIAlign:
+        return cls(geometry.output_size, geometry.strides, geometry.sampling_ratio,
+                   geometry.aligned)
 
     def forward(self, features: list[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
-        if len(features) != len(self.scales):
-            raise ValueError(f"expected {len(self.scales)} feature maps, got {len(features)}")
-        size = (self.output_size, self.output_size)
+        g = self.geometry
+        if len(features) != len(g.scales):
+            raise ValueError(f"expected {len(g.scales)} feature maps, got {len(features)}")
+        size = (g.output_size, g.output_size)
         if len(features) == 1:
-            return roi_align_boxes(features[0], rois, size, self.scales[0],
-                                   self.sampling_ratio, self.aligned)
-        levels = assign_fpn_levels(rois[:, 1:], self.min_level, self.max_level)
+            return roi_align_boxes(features[0], rois, size, g.scales[0], g.sampling_ratio,
+                                   g.aligned)
+        levels = assign_fpn_levels(rois[:, 1:], g.min_level, g.max_level)
         channels = features[0].shape[1]
         output = features[0].new_zeros((rois.shape[0], channels, *size))
-        for index, (feature, scale) in enumerate(zip(features, self.scales, strict=True)):
+        for index, (feature, scale) in enumerate(zip(features, g.scales, strict=True)):
             chosen = torch.nonzero(levels == index).squeeze(1)
             output[chosen] = roi_align_boxes(feature, rois[chosen], size, scale,
-                                             self.sampling_ratio, self.aligned)
+                                             g.sampling_ratio, g.aligned)
         return output
 
 

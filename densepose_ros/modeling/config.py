@@ -17,6 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# Feature pyramid levels and their strides (input pixels per map pixel): the RPN runs on
+# p2..p6, RoI pooling uses p2..p5. Here, without torch, so the numpy graph glue shares them.
+FPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
+FPN_STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+RPN_LEVELS = FPN_LEVELS
+ROI_LEVELS = ("p2", "p3", "p4", "p5")
+RPN_STRIDES = tuple(FPN_STRIDES[name] for name in RPN_LEVELS)
+ROI_STRIDES = tuple(FPN_STRIDES[name] for name in ROI_LEVELS)
+
 
 @dataclass
 class InputConfig:
@@ -188,6 +197,50 @@ class KeypointHeadConfig:
     def heatmap_size(self) -> int:
         """Side of the heatmaps: pooled size x2 (deconv) x upscale (56 with the defaults)."""
         return self.pooler_resolution * 2 * self.upscale
+
+
+@dataclass(frozen=True)
+class PoolerGeometry:
+    """Where a (multi-level) RoIAlign samples, shared by the torch pooler
+    (``box_ops.MultiLevelRoIAlign``) and the numpy glue's: output side, the levels' strides
+    (4, 8, 16, 32 for p2..p5, or one map's), sampling points per bin and axis (0: adaptive,
+    detectron2's ROIAlignV2 keypoint pooler) and torchvision's ``aligned`` (half-pixel)."""
+
+    output_size: int
+    strides: tuple[int, ...]
+    sampling_ratio: int
+    aligned: bool
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        return tuple(1.0 / s for s in self.strides)
+
+    @property
+    def min_level(self) -> int:
+        return int(round(math.log2(self.strides[0])))
+
+    @property
+    def max_level(self) -> int:
+        return int(round(math.log2(self.strides[-1])))
+
+
+def densepose_pooler_geometry(dp: DensePoseHeadConfig) -> PoolerGeometry:
+    """The DensePose branch's RoIAlign: on the decoder's map, or on p2..p5."""
+    strides = (dp.decoder_common_stride,) if dp.decoder_on else ROI_STRIDES
+    return PoolerGeometry(dp.pooler_resolution, strides, dp.pooler_sampling_ratio,
+                          dp.pooler_aligned)
+
+
+def keypoint_pooler_geometry(kp: KeypointHeadConfig) -> PoolerGeometry:
+    """The keypoint branch's RoIAlign (ROIAlignV2, adaptive sampling) on p2..p5."""
+    return PoolerGeometry(kp.pooler_resolution, ROI_STRIDES, kp.pooler_sampling_ratio,
+                          kp.pooler_aligned)
+
+
+def box_pooler_geometry(box: BoxHeadConfig) -> PoolerGeometry:
+    """The box head's RoIAlign on p2..p5."""
+    return PoolerGeometry(box.pooler_resolution, ROI_STRIDES, box.pooler_sampling_ratio,
+                          box.pooler_aligned)
 
 
 @dataclass

@@ -18,10 +18,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepose_ros.inference.structures import DensePoseChartOutput
-from densepose_ros.modeling.backbone import FPN_STRIDES, ConvNorm, FPNBackbone
+from densepose_ros.modeling.backbone import ConvNorm, FPNBackbone
 from densepose_ros.modeling.box_head import BoxStage
 from densepose_ros.modeling.box_ops import MultiLevelRoIAlign, boxes_to_rois
-from densepose_ros.modeling.config import DensePoseHeadConfig, KeypointHeadConfig, ModelConfig
+from densepose_ros.modeling.config import (
+    FPN_STRIDES,
+    ROI_LEVELS,
+    ROI_STRIDES,
+    RPN_LEVELS,
+    RPN_STRIDES,
+    DensePoseHeadConfig,
+    KeypointHeadConfig,
+    ModelConfig,
+    densepose_pooler_geometry,
+    keypoint_pooler_geometry,
+)
 from densepose_ros.modeling.densepose_head import (
     ChartPredictor,
     Decoder,
@@ -31,23 +42,15 @@ from densepose_ros.modeling.densepose_head import (
 from densepose_ros.modeling.keypoint_head import KeypointHead
 from densepose_ros.modeling.rpn import RPN
 
-RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
-ROI_LEVELS = ("p2", "p3", "p4", "p5")
-RPN_STRIDES = tuple(FPN_STRIDES[name] for name in RPN_LEVELS)
-ROI_STRIDES = tuple(FPN_STRIDES[name] for name in ROI_LEVELS)
-
 
 def make_densepose_pooler(dp: DensePoseHeadConfig) -> MultiLevelRoIAlign:
     """RoIAlign of the DensePose branch: on the decoder's map, or on p2..p5."""
-    strides = (dp.decoder_common_stride,) if dp.decoder_on else ROI_STRIDES
-    return MultiLevelRoIAlign(dp.pooler_resolution, strides, dp.pooler_sampling_ratio,
-                              dp.pooler_aligned)
+    return MultiLevelRoIAlign.of(densepose_pooler_geometry(dp))
 
 
 def make_keypoint_pooler(kp: KeypointHeadConfig) -> MultiLevelRoIAlign:
     """RoIAlign of the keypoint branch (ROIAlignV2, adaptive sampling) on p2..p5."""
-    return MultiLevelRoIAlign(kp.pooler_resolution, ROI_STRIDES, kp.pooler_sampling_ratio,
-                              kp.pooler_aligned)
+    return MultiLevelRoIAlign.of(keypoint_pooler_geometry(kp))
 
 
 def with_keypoint_heatmaps(pooled: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:

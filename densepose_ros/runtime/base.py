@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from densepose_ros.inference.structures import DensePoseResult
 from densepose_ros.modeling.config import ModelConfig
+
+
+def cpu_threads() -> int:
+    """Threads an inference runtime uses on the CPU: PyTorch's count when torch is loaded
+    (the CLI's --threads sets it), else OMP_NUM_THREADS, else the cores this process may
+    use, so every backend shares the CPU alike without importing torch to ask."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, len(os.sched_getaffinity(0)))
 
 
 class BackendUnavailable(RuntimeError):
@@ -98,3 +114,21 @@ class Backend(ABC):
     def close(self) -> None:
         """Free everything; the backend is unusable afterwards."""
         self.release()
+
+
+class GraphBackend(Backend):
+    """A backend whose work is a split pipeline (``runtime.numpy_pipeline`` on the CPU
+    runtimes, ``runtime.split_pipeline`` for TensorRT): subclasses set ``self.pipeline``
+    (image -> ``DensePoseResult``, with a ``configure(settings)``) and ``self._description``."""
+
+    pipeline: Callable[[np.ndarray], DensePoseResult]
+    _description: str = ""
+
+    def infer(self, image_bgr: np.ndarray) -> DensePoseResult:
+        return self.pipeline(image_bgr)
+
+    def configure(self, settings: InferenceSettings) -> None:
+        self.pipeline.configure(settings)
+
+    def describe(self) -> str:
+        return self._description

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from densepose_ros.export.bundle import OnnxBundle
-from densepose_ros.export.graphs import BACKBONE, DENSEPOSE_HEAD, graph_names
+from densepose_ros.export.names import BACKBONE, DENSEPOSE_HEAD, graph_names
 from densepose_ros.export.tensorrt_engine import (
     EngineBuildOptions,
     EngineError,
@@ -45,11 +45,11 @@ def record_graph_inputs(bundle: OnnxBundle, source: Path, limit: int,
     calls = dict.fromkeys(recorded, 0)
     run_graph = backend.run_graph
 
-    def recording(graph, tensor):
+    def recording(graph, array):
         calls[graph] += 1
         if graph not in not_kept:
-            recorded[graph].append(tensor.cpu().numpy().copy())
-        return run_graph(graph, tensor)
+            recorded[graph].append(np.array(array, dtype=np.float32))  # a copy
+        return run_graph(graph, array)
 
     backend.pipeline.run_graph = recording
     count = 0

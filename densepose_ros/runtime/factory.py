@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import sys
 from pathlib import Path
 
 from densepose_ros import paths
@@ -46,11 +48,32 @@ def weights_file(weights: str | Path | None) -> Path | None:
     return paths.default_model_path()
 
 
-def available_backends() -> dict[str, str]:
-    """Backends usable here -> why (or why not, prefixed with 'unavailable: ')."""
+# Device nodes of NVIDIA's driver (desktop/server, Jetson, WSL2): without any of them there
+# is no CUDA device, and torch (780 MB resident) need not be imported to ask.
+_GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvhost-gpu", "/dev/nvgpu", "/dev/dxg")
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device is usable; torch is asked only where a GPU may be (it is loaded
+    already, or the driver's device nodes exist)."""
+    if "torch" not in sys.modules and not any(map(os.path.exists, _GPU_DEVICE_NODES)):
+        return False
+    if importlib.util.find_spec("torch") is None:
+        return False
     import torch
 
-    cuda = torch.cuda.is_available()
+    return torch.cuda.is_available()
+
+
+def _cuda_device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
+def available_backends() -> dict[str, str]:
+    """Backends usable here -> why (or why not, prefixed with 'unavailable: ')."""
+    cuda = cuda_available()
     found = {"torch": "PyTorch is installed" + (" (CUDA)" if cuda else " (CPU only)")}
     if importlib.util.find_spec("onnxruntime") is None:
         found["onnxruntime"] = "unavailable: onnxruntime is not installed"
@@ -76,7 +99,7 @@ def available_backends() -> dict[str, str]:
     elif not cuda:
         found["tensorrt"] = "unavailable: no CUDA device"
     else:
-        found["tensorrt"] = f"TensorRT on {torch.cuda.get_device_name(0)}"
+        found["tensorrt"] = f"TensorRT on {_cuda_device_name()}"
     return found
 
 
@@ -94,8 +117,6 @@ AUTO_OPENVINO_ENV = "DENSEPOSE_AUTO_OPENVINO"
 
 
 def _openvino_bf16() -> bool:
-    import os
-
     from densepose_ros.runtime.openvino_backend import cpu_has_bf16
 
     return os.environ.get(AUTO_OPENVINO_ENV, "1") != "0" and cpu_has_bf16()
@@ -103,28 +124,21 @@ def _openvino_bf16() -> bool:
 
 def _export_at_hand(path: Path | None) -> bool:
     """Whether ONNX graphs for ``path`` exist without exporting (folder or cached)."""
-    from densepose_ros.export.bundle import file_sha256, is_bundle
+    from densepose_ros.export.bundle import is_bundle
 
     if path is None:
         return False
     if path.is_dir():
         return is_bundle(path)
-    from densepose_ros.export.cache import export_cache_dir
-    from densepose_ros.inference.checkpoint import read_weights
+    from densepose_ros.export.cache import find_cached_export
 
-    try:
-        cfg, _, _ = read_weights(path)
-    except (ValueError, FileNotFoundError):
-        return False
-    return is_bundle(export_cache_dir(file_sha256(path), cfg.name))
+    return path.is_file() and find_cached_export(path) is not None
 
 
 def choose_auto(path: Path | None, device: str, available: dict[str, str]) -> tuple[str, str]:
     """(backend, why) for ``auto``; see the module docstring for the order."""
-    import torch
-
     usable = {k for k, v in available.items() if not v.startswith("unavailable")}
-    gpu = device.startswith("cuda") or (device in ("", "auto") and torch.cuda.is_available())
+    gpu = device.startswith("cuda") or (device in ("", "auto") and cuda_available())
     is_export = path is not None and path.is_dir()
     has_export = is_export or _export_at_hand(path)
     if gpu:
@@ -217,8 +231,6 @@ def _exported_or_torch(chosen: type, path: Path, device: str, reason: str, extra
     absent, timed), or eager PyTorch when the export or its loading fails."""
     import time
 
-    from densepose_ros.runtime.torch_backend import TorchBackend
-
     started = time.monotonic()
     try:
         backend = chosen.from_weights(path, device, **extra)
@@ -226,6 +238,8 @@ def _exported_or_torch(chosen: type, path: Path, device: str, reason: str, extra
         raise  # the weights file itself is unusable: the same error as any backend's
     except Exception as error:  # the exporter or onnxruntime: keep the node running
         log.warning("ONNX export of %s failed (%s); running eager PyTorch", path, error)
+        from densepose_ros.runtime.torch_backend import TorchBackend
+
         return (TorchBackend.from_weights(path, device),
                 f"auto: CPU; the ONNX export failed ({error}), so eager PyTorch")
     took = time.monotonic() - started

@@ -11,13 +11,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from densepose_ros.export.bundle import OnnxBundle, is_bundle, load_bundle
 from densepose_ros.export.cache import cached_export, cached_untrained_export
-from densepose_ros.export.graphs import GRAPH_NAMES, graph_names
-from densepose_ros.runtime.base import BackendUnavailable
-from densepose_ros.runtime.split_pipeline import GraphBackend, SplitPipeline
+from densepose_ros.export.names import GRAPH_NAMES, graph_names
+from densepose_ros.runtime.base import BackendUnavailable, GraphBackend, cpu_threads
+from densepose_ros.runtime.numpy_pipeline import NumpySplitPipeline
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +51,9 @@ class OnnxRuntimeBackend(GraphBackend):
         self.untrained = untrained
         self.providers = choose_providers(device, ort.get_available_providers())
         options = ort.SessionOptions()
-        # Same thread count as PyTorch (set by the node/CLI), so both backends share the CPU
-        # the same way and benchmarks compare like with like.
-        options.intra_op_num_threads = torch.get_num_threads()
+        # Same thread count as PyTorch (``cpu_threads``), so both backends share the CPU the
+        # same way and benchmarks compare like with like.
+        options.intra_op_num_threads = cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # No busy-waiting between runs: each graph has its own thread pool, and spinning
         # pools took the cores from the node's callbacks and the glue (measured in the node:
@@ -72,8 +71,8 @@ class OnnxRuntimeBackend(GraphBackend):
         self.input_names = {g: s.get_inputs()[0].name for g, s in self.sessions.items()}
         self.output_names = {g: [o.name for o in s.get_outputs()]
                              for g, s in self.sessions.items()}
-        # The glue runs on the CPU: session outputs arrive there as numpy arrays.
-        self.pipeline = SplitPipeline(bundle.config, self.run_graph, device="cpu")
+        # The glue runs on the CPU in numpy: session outputs arrive there as numpy arrays.
+        self.pipeline = NumpySplitPipeline(bundle.config, self.run_graph)
         used = self.sessions[GRAPH_NAMES[0]].get_providers()[0]
         self._on_gpu = used != CPU_PROVIDER
         self._description = (f"onnxruntime/{used} {bundle.config.name} "
@@ -83,13 +82,14 @@ class OnnxRuntimeBackend(GraphBackend):
     def device_name(self) -> str:
         if not self._on_gpu:
             return "cpu"
+        import torch  # only here, on a GPU machine, for the device's name
+
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cuda"
 
-    def run_graph(self, graph: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-        feed = {self.input_names[graph]: np.ascontiguousarray(tensor.cpu().numpy())}
+    def run_graph(self, graph: str, array: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {self.input_names[graph]: np.ascontiguousarray(array, dtype=np.float32)}
         arrays = self.sessions[graph].run(None, feed)
-        return {name: torch.from_numpy(a) for name, a in
-                zip(self.output_names[graph], arrays, strict=True)}
+        return dict(zip(self.output_names[graph], arrays, strict=True))
 
     @classmethod
     def from_weights(cls, path: Path, device: str = "auto") -> OnnxRuntimeBackend:

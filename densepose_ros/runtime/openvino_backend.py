@@ -2,7 +2,7 @@
 
 The same graphs as the onnxruntime backend (``weights``: an export folder, or a ``.pth``
 exported once into the cache), read by OpenVINO directly, so there is no second export
-format to keep in step; the glue between the graphs is the shared ``SplitPipeline``.
+format to keep in step; the glue between the graphs is the shared ``NumpySplitPipeline``.
 
 Device: ``cpu``, ``gpu`` (an Intel GPU, ``GPU.N`` for one of several) or ``auto``/empty (the
 GPU when OpenVINO sees one, else the CPU). Precision: ``fp32``, ``bf16`` (CPUs with native
@@ -21,11 +21,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from densepose_ros.export.bundle import OnnxBundle, is_bundle, load_bundle
 from densepose_ros.export.cache import cached_export, cached_untrained_export
-from densepose_ros.export.graphs import graph_names
+from densepose_ros.export.names import graph_names
 from densepose_ros.inference.precision import (
     BF16,
     FP16,
@@ -33,8 +32,8 @@ from densepose_ros.inference.precision import (
     OPENVINO_PRECISIONS,
     check_precision,
 )
-from densepose_ros.runtime.base import BackendUnavailable
-from densepose_ros.runtime.split_pipeline import GraphBackend, SplitPipeline
+from densepose_ros.runtime.base import BackendUnavailable, GraphBackend, cpu_threads
+from densepose_ros.runtime.numpy_pipeline import NumpySplitPipeline
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +103,8 @@ class OpenVinoBackend(GraphBackend):
             "INFERENCE_PRECISION_HINT": _OV_TYPES[self.precision],
         }
         if self.device == "CPU":
-            # The thread count PyTorch uses (set by the node/CLI), as the onnxruntime backend.
-            config["INFERENCE_NUM_THREADS"] = torch.get_num_threads()
+            # The thread count PyTorch uses (``cpu_threads``), as the onnxruntime backend.
+            config["INFERENCE_NUM_THREADS"] = cpu_threads()
         self.requests = {}
         self.output_names = {}
         for graph in graph_names(bundle.config):
@@ -117,7 +116,7 @@ class OpenVinoBackend(GraphBackend):
                                  f"{self.device} ({error})") from error
             self.requests[graph] = compiled.create_infer_request()
             self.output_names[graph] = [o.get_any_name() for o in compiled.outputs]
-        self.pipeline = SplitPipeline(bundle.config, self.run_graph, device="cpu")
+        self.pipeline = NumpySplitPipeline(bundle.config, self.run_graph)
         quantised = " int8" if bundle.extra.get("quantization") else ""
         self._description = (f"openvino/{self.device} {self.precision}{quantised} "
                              f"{bundle.config.name} ({source or bundle.directory.name})"
@@ -130,11 +129,11 @@ class OpenVinoBackend(GraphBackend):
 
         return ov.Core().get_property(self.device, "FULL_DEVICE_NAME")
 
-    def run_graph(self, graph: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    def run_graph(self, graph: str, array: np.ndarray) -> dict[str, np.ndarray]:
         request = self.requests[graph]
-        request.infer([np.ascontiguousarray(tensor.cpu().numpy())])
+        request.infer([np.ascontiguousarray(array, dtype=np.float32)])
         # copies: the request's output buffers are reused by its next run
-        return {name: torch.from_numpy(request.get_output_tensor(i).data.copy())
+        return {name: request.get_output_tensor(i).data.copy()
                 for i, name in enumerate(self.output_names[graph])}
 
     @classmethod

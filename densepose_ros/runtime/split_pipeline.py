@@ -1,11 +1,13 @@
 """The PyTorch glue between the exported graphs (see the package docstring for the split).
 
-``SplitPipeline`` runs one image through any runtime that can execute the three graphs
-(onnxruntime, TensorRT): the runtime is a callable ``run_graph(graph_name, input_tensor) ->
-{output_name: tensor}``. Proposal selection, detection filtering and RoIAlign are the model's
-own code (``RPN.select_proposals``, ``BoxStage.select_detections``, ``MultiLevelRoIAlign``),
-built here from the configuration without weights, so results match the eager model up to the
-runtime's float rounding.
+``SplitPipeline`` runs one image through a runtime whose tensors torch works on in place
+(TensorRT on a CUDA device: the glue stays on the GPU); the runtime is a callable
+``run_graph(graph_name, input_tensor) -> {output_name: tensor}``. Proposal selection,
+detection filtering and RoIAlign are the model's own code (``RPN.select_proposals``,
+``BoxStage.select_detections``, ``MultiLevelRoIAlign``), built here from the configuration
+without weights, so results match the eager model up to the runtime's float rounding. The
+CPU runtimes (onnxruntime, OpenVINO) use its numpy port, ``numpy_pipeline.NumpySplitPipeline``,
+and keep torch out of the process.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from densepose_ros.export.graphs import (
+from densepose_ros.export.names import (
     BACKBONE,
     BOX_HEAD,
     DECODER_OUTPUT,
@@ -41,7 +43,7 @@ from densepose_ros.modeling.model import (
     with_keypoint_heatmaps,
 )
 from densepose_ros.modeling.rpn import RPN
-from densepose_ros.runtime.base import Backend, InferenceSettings
+from densepose_ros.runtime.base import InferenceSettings
 
 GraphRunner = Callable[[str, torch.Tensor], dict[str, torch.Tensor]]
 
@@ -133,20 +135,3 @@ class SplitPipeline:
             head["class_logits"], head["box_deltas"], [proposals], sizes,
             resolved.score_threshold, resolved.nms_threshold, resolved.max_detections)
         return boxes, scores
-
-
-class GraphBackend(Backend):
-    """A backend whose work is a ``SplitPipeline`` (onnxruntime, TensorRT): subclasses set
-    ``self.pipeline`` and ``self._description``."""
-
-    pipeline: SplitPipeline
-    _description: str = ""
-
-    def infer(self, image_bgr: np.ndarray) -> DensePoseResult:
-        return self.pipeline(image_bgr)
-
-    def configure(self, settings: InferenceSettings) -> None:
-        self.pipeline.configure(settings)
-
-    def describe(self) -> str:
-        return self._description

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from densepose_ros.export.bundle import OnnxBundle, is_bundle, load_bundle
-from densepose_ros.export.graphs import GRAPH_NAMES, graph_names
+from densepose_ros.export.names import GRAPH_NAMES, graph_names
 from densepose_ros.export.tensorrt_engine import (
     EngineBuildOptions,
     EngineError,
@@ -34,8 +34,8 @@ from densepose_ros.export.tensorrt_engine import (
 )
 from densepose_ros.inference.precision import DEFAULT_ENGINE_PRECISION, ENGINE_PRECISIONS
 from densepose_ros.inference.structures import DensePoseResult
-from densepose_ros.runtime.base import BackendUnavailable
-from densepose_ros.runtime.split_pipeline import GraphBackend, SplitPipeline
+from densepose_ros.runtime.base import BackendUnavailable, GraphBackend
+from densepose_ros.runtime.split_pipeline import SplitPipeline
 
 log = logging.getLogger(__name__)
 

@@ -181,6 +181,7 @@ def flip_averaged(predictor, image: np.ndarray, result: DensePoseResult,
     returned fine/coarse "logits" are log-probabilities."""
     if len(result) == 0:
         return result
+    result = result.torch()  # the teacher works in torch, whichever backend detected
     width = image.shape[1]
     boxes = result.boxes.numpy().copy()
     boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
@@ -335,7 +336,7 @@ def _label_frame(frame: SourceFrame, number: int, out_dir: Path, backend,
                  config: LabelConfig, symmetry, writer_config) -> tuple[dict, list[dict]]:
     image = frame.image
     height, width = image.shape[:2]
-    result = backend.infer(image)
+    result = backend.infer(image).torch()  # the teacher's maps are computed in torch
     result = result.select(result.scores >= config.min_score)
     if config.flip:
         result = flip_averaged(backend.predictor, image, result, symmetry)

@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
-from densepose_ros.inference.structures import DensePoseResult
+from densepose_ros.inference.structures import DensePoseResult, to_numpy
 
 
 @dataclass
@@ -162,11 +161,16 @@ def follow(tracker: ByteTracker, result: DensePoseResult) -> tuple[DensePoseResu
     their tracks alive (a person partly hidden keeps their id) and are dropped. With
     ``box_smoothing`` the persons take their tracks' smoothed boxes, and their charts are
     laid over those."""
-    scores = result.scores.numpy()
-    ids = tracker.update(result.boxes.numpy(), scores)
+    scores = to_numpy(result.scores)
+    ids = tracker.update(to_numpy(result.boxes), scores)
     kept = (ids > 0) & (scores >= tracker.config.high_threshold)
     followed = result.select(kept)
     if tracker.config.box_smoothing > 0 and kept.any():
-        followed.boxes = torch.as_tensor(tracker.boxes_of(ids[kept]),
-                                         dtype=followed.boxes.dtype)
+        smoothed = tracker.boxes_of(ids[kept])
+        if isinstance(followed.boxes, np.ndarray):
+            followed.boxes = smoothed.astype(followed.boxes.dtype)
+        else:  # the torch backend's tensors
+            import torch
+
+            followed.boxes = torch.as_tensor(smoothed, dtype=followed.boxes.dtype)
     return followed, ids[kept]
