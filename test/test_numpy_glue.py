@@ -118,15 +118,17 @@ def test_proposals_and_detections_match_the_model(config):
     (14, ROI_STRIDES, 2, False),  # the DensePose head on p2..p5
     (28, (4,), 2, False),         # the s1x DensePose head on the decoder's map
 ])
-def test_roi_align_matches_torchvision(side, strides, sampling, aligned):
+@pytest.mark.parametrize("many", [True, False])  # the map made channels-last, or crops
+def test_roi_align_matches_torchvision(side, strides, sampling, aligned, many):
     rng = np.random.default_rng(3)
     channels = 16
     features = [rng.normal(0, 1, (1, channels, -(-INPUT[0] // s), -(-INPUT[1] // s)))
                 .astype(np.float32) for s in strides]
-    boxes = np.concatenate([
-        random_boxes(rng, 120, *INPUT),
-        np.array([[0, 0, 640, 480], [630, 470, 700, 560], [-50, -40, -10, -5],
-                  [100, 100, 100, 100], [10.5, 20.25, 10.75, 300.0]], np.float32)])
+    edge_cases = np.array([[0, 0, 640, 480], [630, 470, 700, 560], [-50, -40, -10, -5],
+                           [100, 100, 100, 100], [10.5, 20.25, 10.75, 300.0]], np.float32)
+    boxes = (np.concatenate([random_boxes(rng, 120, *INPUT), edge_cases]) if many else
+             np.array([[50.2, 60.7, 90.1, 160.3], [300.5, 200.25, 340.0, 230.75],
+                       [600.0, 400.0, 639.5, 479.5]], np.float32))
     expected = TorchRoIAlign(side, strides, sampling, aligned)(
         [torch.from_numpy(f) for f in features], boxes_to_rois([torch.from_numpy(boxes)]))
     got = glue.MultiLevelRoIAlign(PoolerGeometry(side, strides, sampling, aligned))(features,
