@@ -3,8 +3,8 @@
 The CPU runtimes (onnxruntime, OpenVINO) return numpy arrays; importing PyTorch only for the
 few hundred boxes between their graphs cost the node 630-650 MB of resident memory (node at
 640x480: 877 -> 250 MB after loading; ``import torch, torchvision`` alone is 780 MB max RSS on
-the development VM, numpy + OpenCV + SciPy 95 MB). These are ports of the eager model's own selection code, which stays the
-reference: ``test/test_numpy_glue.py`` checks each against it.
+the development VM, numpy + OpenCV + SciPy 95 MB). These are ports of the eager model's own
+selection code, which stays the reference: ``test/test_numpy_glue.py`` checks each against it.
 
 - ``select_proposals``: ``RPN.select_proposals`` (anchors, top-k per level, decode, clip,
   per-level NMS);
