@@ -193,3 +193,32 @@ def test_graph_backend_process_never_imports_torch(backend, tmp_path):
     name, persons, torch_loaded = run.stdout.split()[-3:]
     assert (name, torch_loaded) == (backend, "False"), run.stdout
     assert int(persons) > 0  # the frame's pedestrians went through charts and tracking
+
+
+def test_numpy_and_torch_glue_give_the_same_result():
+    """The two glues between the same graphs (onnxruntime on the CPU): numpy (onnxruntime,
+    OpenVINO) and the model's torch code (TensorRT's, run here on CPU tensors) agree on the
+    default model with real pedestrians, detection for detection."""
+    from densepose_ros.runtime.base import InferenceSettings
+    from densepose_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from densepose_ros.runtime.split_pipeline import SplitPipeline
+
+    backend = OnnxRuntimeBackend(cached_export(paths.default_model_path()), "cpu")
+
+    def run_torch(graph, tensor):
+        arrays = backend.run_graph(graph, tensor.numpy())
+        return {name: torch.from_numpy(array) for name, array in arrays.items()}
+
+    torch_glue = SplitPipeline(backend.bundle.config, run_torch, "cpu")
+    # the default threshold, and every detection the box head keeps (the glue at full load)
+    for settings in (InferenceSettings(), InferenceSettings(score_threshold=0.05)):
+        backend.configure(settings)
+        torch_glue.configure(settings)
+        for frame in vtest_frames(2, size=(640, 480)):
+            got, want = backend.infer(frame), torch_glue(frame).numpy()
+            assert isinstance(got.boxes, np.ndarray) and len(got) == len(want) > 0
+            np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+            np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+            np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3)
+            for name, chart in got.charts.tensors().items():
+                np.testing.assert_allclose(chart, getattr(want.charts, name), atol=1e-3)
