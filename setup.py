@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["densepose_ros", "densepose_ros.*"]),
-    package_data={"densepose_ros": ["assets/**/*", "export/*.json"]},
+    package_data={"densepose_ros": ["assets/**/*", "export/*.json", "modeling/*.c"]},
     include_package_data=True,
     install_requires=[
         "numpy",

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "densepose_ros"
 # one way: ros -> runtime -> export -> inference/modeling; cli and tools sit on top.
 ALLOWED = {
     "inference": {"modeling", "paths"},
-    "modeling": {"inference"},
+    "modeling": {"inference", "paths"},  # paths: the cache of compiled Winograd kernels
     "io": {"paths"},
     "synth": {"paths"},
     "data": {"inference", "modeling", "synth", "paths"},

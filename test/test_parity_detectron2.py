@@ -54,9 +54,29 @@ class Run:
             self.charts = model.densepose_on_boxes(self.features, [given])
 
 
-@pytest.fixture(scope="module", params=PARITY_CONFIGS)
+def deployed(model: torch.nn.Module) -> torch.nn.Module:
+    """As predictors run it: norms folded, chart outputs fused, channels-last, and on a CPU
+    with a C compiler Winograd F(2x2, 3x3) in the FPN outputs, the RPN convolution and the
+    DensePose head (compiled transforms)."""
+    import copy
+    import shutil
+
+    model = copy.deepcopy(model).fold_norms().to(memory_format=torch.channels_last)
+    if any(shutil.which(name) for name in ("cc", "gcc", "clang")):
+        assert model.backbone.output_winograd is not None
+        assert model.proposal_generator.rpn_head.winograd is not None
+    assert model.roi_heads.densepose_head.winograd is not None
+    return model
+
+
+@pytest.fixture(scope="module", params=[(name, form) for name in PARITY_CONFIGS
+                                        for form in ("as_trained", "deployed")],
+                ids=lambda param: "-".join(param))
 def run(request, d2_model):  # noqa: F811 (fixture injection)
-    return Run(d2_model(request.param), request.param)
+    """Every stage test on the model as imported and as deployed."""
+    name, form = request.param
+    model = d2_model(name)
+    return Run(deployed(model) if form == "deployed" else model, name)
 
 
 def assert_summary_matches(tensor: torch.Tensor, summary: dict, what: str) -> None:

@@ -68,6 +68,13 @@ def test_folded_models_use_winograd_where_it_is_faster():
     narrow = build_model(get_config("R_18_FPN_tiny_kp")).fold_norms()
     assert narrow.roi_heads.densepose_head.winograd is None
     assert narrow.roi_heads.keypoint_head.winograd is None
+    # whole FPN maps: only with the compiled transforms, and only 256-channel FPNs
+    compiled_kernels()
+    assert wide.backbone.output_winograd is not None
+    assert wide.proposal_generator.rpn_head.winograd is not None
+    assert not any("winograd" in name for name in wide.state_dict())
+    assert narrow.backbone.output_winograd is None
+    assert narrow.proposal_generator.rpn_head.winograd is None
 
 
 def test_head_falls_back_to_direct_convolution_off_float32_cpu():
@@ -151,3 +158,141 @@ def test_parallel_roi_align_works_in_a_forked_child():
         torch.set_num_threads(threads)
     assert child.exitcode == 0
     assert got == expected
+
+
+# -- the compiled transforms (modeling.native) ---------------------------------------------
+
+def compiled_kernels():
+    """The kernels, built as the model builds them; skips only where no C compiler exists
+    (the torch-op transforms then run: tested below)."""
+    import shutil
+
+    from densepose_ros.modeling.native import load_kernels
+
+    if not any(shutil.which(name) for name in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler on this machine")
+    kernels = load_kernels()
+    assert kernels is not None, "a C compiler is present but the kernels did not build"
+    return kernels
+
+
+@pytest.mark.parametrize("shape", [(23, 256, 14, 14), (3, 256, 13, 9), (2, 256, 28, 28),
+                                   (4, 256, 1, 1), (2, 256, 2, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_transforms_equal_the_torch_ops_bit_for_bit(shape, channels_last):
+    """The same arithmetic in the same order: the compiled stack gives the torch-op stack's
+    numbers exactly, for more boxes than one pass, odd and tiny sides, either input layout."""
+    kernels = compiled_kernels()
+    stack = WinogradConvReLUStack(conv_stack(shape[1], 512, 3, seed=4))
+    torch.manual_seed(5)
+    x = torch.randn(*shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        compiled = stack._forward_compiled(kernels, x)
+        torch_ops = stack._forward_torch_ops(x)
+        direct_result = direct(conv_stack(shape[1], 512, 3, seed=4), x, torch.float32)
+    assert compiled.shape == torch_ops.shape == direct_result.shape
+    assert torch.equal(compiled, torch_ops)
+    assert (compiled > 0).float().mean() > 0.1  # a real signal, not all zeros
+    torch.testing.assert_close(compiled, direct_result, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_single_convolution_on_feature_maps():
+    """One convolution on a whole FPN-sized map in chunks of tiles (chunk boundaries inside
+    tile rows), with and without ReLU, against the direct convolution."""
+    from densepose_ros.modeling.winograd import transform_filters, winograd_conv3x3
+
+    kernels = compiled_kernels()
+    conv = conv_stack(256, 256, 1, seed=6)[0]
+    torch.manual_seed(7)
+    x = torch.randn(1, 256, 37, 51).contiguous(memory_format=torch.channels_last)
+    filters = transform_filters(conv.weight.detach())
+    with torch.inference_mode():
+        for relu in (False, True):
+            expected = F.conv2d(x, conv.weight, conv.bias, padding=1)
+            expected = F.relu(expected) if relu else expected
+            result = winograd_conv3x3(kernels, x, filters, conv.bias.detach(), relu,
+                                      tiles_per_chunk=100)
+            assert result.shape == expected.shape
+            assert result.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-4)
+            assert (result < 0).any() != relu
+
+
+def test_compiled_kernels_refuse_wrong_layouts():
+    kernels = compiled_kernels()
+    tiles = torch.empty(16, 4, 32)
+    with pytest.raises(ValueError, match="float32"):
+        kernels.input_tiles(torch.zeros(1, 4, 4, 32, dtype=torch.float64), tiles, 0, 4)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        kernels.input_tiles(torch.zeros(1, 4, 4, 24), torch.empty(16, 4, 24), 0, 4)
+    with pytest.raises(ValueError, match="contiguous"):
+        kernels.input_tiles(torch.zeros(1, 32, 4, 4).permute(0, 2, 3, 1), tiles, 0, 4)
+    with pytest.raises(ValueError, match="do not fit"):  # a 4x4 map has 4 tiles
+        kernels.input_tiles(torch.zeros(1, 4, 4, 32), tiles, 0, 5)
+    with pytest.raises(ValueError, match="do not fit"):  # the buffer holds 4
+        kernels.input_tiles(torch.zeros(1, 6, 6, 32), tiles, 0, 9)
+    with pytest.raises(ValueError, match="bias"):
+        kernels.output_tiles(tiles, torch.zeros(16), True, torch.zeros(1, 4, 4, 32), 0, 4)
+
+
+FALLBACK_SCRIPT = """
+import logging, sys, torch
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+from densepose_ros.modeling import native
+from densepose_ros.modeling.winograd import WinogradConvReLUStack
+torch.manual_seed(0)
+convs = [torch.nn.Conv2d(256, 256, 3, padding=1) for _ in range(2)]
+x = torch.randn(3, 256, 14, 14)
+with torch.inference_mode():
+    result = WinogradConvReLUStack(convs)(x)
+    expected = x
+    for conv in convs:
+        expected = torch.relu(conv(expected))
+print("kernels", native.load_kernels())
+print("close", torch.allclose(result, expected, rtol=1e-4, atol=1e-5))
+"""
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"CC": "/nonexistent/cc"}, "no C compiler found"),
+    ({"DENSEPOSE_NATIVE": "0"}, "native Winograd kernels off"),
+    ({"CC": "false"}, "could not build the native Winograd kernels"),
+])
+def test_without_compiled_kernels_the_torch_ops_run(tmp_path, variables, message):
+    """No compiler, a compiler that fails, or the kernels switched off: a log line says why
+    and the stack still gives the convolution's results (the torch-op transforms)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "CC"}
+    env.update(DENSEPOSE_CACHE=str(tmp_path / "cache"), **variables)
+    done = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert message in done.stdout, done.stdout
+    assert "kernels None" in done.stdout
+    assert "close True" in done.stdout
+    assert not list((tmp_path / "cache").glob("native/*.so"))
+
+
+def test_kernels_are_built_once_per_machine(tmp_path):
+    """A second process finds the library the first one built in the cache folder."""
+    import os
+    import subprocess
+    import sys
+
+    compiled_kernels()
+    env = dict(os.environ, DENSEPOSE_CACHE=str(tmp_path))
+    script = ("from densepose_ros.modeling.native import load_kernels; "
+              "print(load_kernels().path)")
+    first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=300, check=True).stdout.strip()
+    built = os.stat(first).st_mtime_ns
+    second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=300, check=True).stdout.strip()
+    assert first == second and first.startswith(str(tmp_path))
+    assert os.stat(second).st_mtime_ns == built
+    assert [p.name for p in (tmp_path / "native").iterdir()] == [os.path.basename(first)]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepose_ros.modeling.config import FPN_LEVELS, BackboneConfig
+from densepose_ros.modeling.winograd import conv3x3_on_map, map_winograd_for
 
 # Blocks per stage res2..res5 for each supported depth.
 _STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -184,19 +185,34 @@ class FPNBackbone(nn.Module):
         for level, in_ch in zip((2, 3, 4, 5), self.bottom_up.out_channels, strict=True):
             self.add_module(f"fpn_lateral{level}", nn.Conv2d(in_ch, channels, 1))
             self.add_module(f"fpn_output{level}", nn.Conv2d(channels, channels, 3, padding=1))
+        self.output_winograd: nn.ModuleDict | None = None  # prepare_winograd()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         stages = self.bottom_up(x)
         top_down = self.fpn_lateral5(stages[3])
-        outputs = {"p5": self.fpn_output5(top_down)}
+        outputs = {"p5": self._output(5, top_down)}
         for level in (4, 3, 2):
             lateral = getattr(self, f"fpn_lateral{level}")(stages[level - 2])
             lateral += F.interpolate(top_down, scale_factor=2.0, mode="nearest")
             top_down = lateral
-            outputs[f"p{level}"] = getattr(self, f"fpn_output{level}")(top_down)
+            outputs[f"p{level}"] = self._output(level, top_down)
         # A 1x1 max-pool with stride 2 keeps every other p5 cell (the RPN's extra level).
         outputs["p6"] = F.max_pool2d(outputs["p5"], kernel_size=1, stride=2, padding=0)
         return {name: outputs[name] for name in FPN_LEVELS}
+
+    def _output(self, level: int, x: torch.Tensor) -> torch.Tensor:
+        conv = getattr(self, f"fpn_output{level}")
+        winograd = None if self.output_winograd is None else self.output_winograd[str(level)]
+        return conv3x3_on_map(conv, winograd, x, relu=False, training=self.training)
+
+    def prepare_winograd(self) -> bool:
+        """Let the 3x3 output convolutions run Winograd at float32 CPU inference where that
+        is faster (``map_winograd_for``: the 256-channel FPNs, with a C compiler)."""
+        prepared = {str(level): map_winograd_for(getattr(self, f"fpn_output{level}"))
+                    for level in (2, 3, 4, 5)}
+        self.output_winograd = (nn.ModuleDict(prepared)
+                                if all(w is not None for w in prepared.values()) else None)
+        return self.output_winograd is not None
 
     def fold_norms(self) -> None:
         """Merge every inference-time norm into its convolution (eval-only speed-up)."""

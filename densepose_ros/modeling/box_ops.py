@@ -7,29 +7,17 @@ deltas are (dx, dy, dw, dh) divided by per-stage weights; dw/dh are clamped befo
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 from torch import nn
 from torchvision.ops import roi_align
 
 from densepose_ros.modeling.config import PoolerGeometry
+from densepose_ros.modeling.threads import run_split
 
 # torchvision's CPU RoIAlign runs on one core whatever torch's thread count; at inference the
 # boxes are split over that many threads (it releases the GIL): 1000 R-50 box-head RoIs in
 # 126 instead of 218 ms on 2 cores. Fewer boxes than this stay in one call.
 PARALLEL_ROI_ALIGN_MIN_BOXES = 32
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
-
-
-def _roi_align_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool
-    # a forked child inherits the executor but not its threads: make a new one there
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
-        _pool = (os.getpid(), workers,
-                 ThreadPoolExecutor(workers, thread_name_prefix="roi_align"))
-    return _pool[2]
 
 
 def roi_align_boxes(feature: torch.Tensor, rois: torch.Tensor, size: tuple[int, int],
@@ -43,11 +31,8 @@ def roi_align_boxes(feature: torch.Tensor, rois: torch.Tensor, size: tuple[int, 
             or torch.is_autocast_enabled("cpu") or feature.dtype != rois.dtype
             or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
         return roi_align(feature, rois, size, scale, sampling_ratio, aligned)
-    parts = rois.tensor_split(workers)
-    pending = [_roi_align_pool(workers).submit(roi_align, feature, part, size, scale,
-                                               sampling_ratio, aligned) for part in parts[1:]]
-    first = roi_align(feature, parts[0], size, scale, sampling_ratio, aligned)
-    return torch.cat([first] + [job.result() for job in pending])
+    return torch.cat(run_split(rois.shape[0], workers, lambda begin, end: roi_align(
+        feature, rois[begin:end], size, scale, sampling_ratio, aligned)))
 
 
 def centres_and_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:

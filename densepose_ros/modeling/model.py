@@ -40,7 +40,7 @@ from densepose_ros.modeling.densepose_head import (
     build_densepose_head,
 )
 from densepose_ros.modeling.keypoint_head import KeypointHead
-from densepose_ros.modeling.rpn import RPN
+from densepose_ros.modeling.rpn import RPN, RPNHead
 
 
 def make_densepose_pooler(dp: DensePoseHeadConfig) -> MultiLevelRoIAlign:
@@ -205,7 +205,8 @@ class DensePoseRCNN(nn.Module):
     def fold_norms(self) -> DensePoseRCNN:
         """Merge frozen/eval batch norms into their convolutions, the chart outputs'
         transposed convolutions into one (``ChartPredictor.fuse``), and let wide 3x3 head
-        stacks run Winograd on float32 CPU input (``prepare_winograd``). Inference only: the
+        stacks, FPN outputs and the RPN convolution run Winograd on float32 CPU input
+        (``prepare_winograd``). Inference only: the
         state dict then no longer matches the checkpoint layout, so such a model cannot be
         saved."""
         if self.training:
@@ -215,7 +216,7 @@ class DensePoseRCNN(nn.Module):
                 module.fold_norm()
             elif isinstance(module, ChartPredictor):
                 module.fuse()
-            elif isinstance(module, DensePoseConvXHead | KeypointHead):
+            elif isinstance(module, DensePoseConvXHead | KeypointHead | FPNBackbone | RPNHead):
                 module.prepare_winograd()
         self.norms_folded = True
         return self

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
 from densepose_ros.modeling.box_ops import clip_boxes, decode_boxes
 from densepose_ros.modeling.config import RPNConfig
+from densepose_ros.modeling.winograd import WinogradConv3x3, conv3x3_on_map, map_winograd_for
 
 
 def cell_anchors(size: float, aspect_ratios: tuple[float, ...]) -> torch.Tensor:
@@ -43,6 +43,13 @@ class RPNHead(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
         self.objectness_logits = nn.Conv2d(channels, num_anchors, 1)
         self.anchor_deltas = nn.Conv2d(channels, num_anchors * 4, 1)
+        self.winograd: WinogradConv3x3 | None = None  # prepare_winograd()
+
+    def prepare_winograd(self) -> bool:
+        """Let the shared 3x3 convolution run Winograd at float32 CPU inference where that
+        is faster (``map_winograd_for``)."""
+        self.winograd = map_winograd_for(self.conv)
+        return self.winograd is not None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Level map [N, C, H, W] -> logits [N, H*W*A], deltas [N, H*W*A, 4]."""
@@ -51,7 +58,7 @@ class RPNHead(nn.Module):
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolution outputs as maps: logits [N, A, H, W], deltas [N, A*4, H, W] (what the
         exported graph returns: no shape arithmetic, and each level's size stays visible)."""
-        t = F.relu_(self.conv(x))
+        t = conv3x3_on_map(self.conv, self.winograd, x, relu=True, training=self.training)
         return self.objectness_logits(t), self.anchor_deltas(t)
 
     @staticmethod
