@@ -75,6 +75,12 @@ def test_folded_models_use_winograd_where_it_is_faster():
     assert not any("winograd" in name for name in wide.state_dict())
     assert narrow.backbone.output_winograd is None
     assert narrow.proposal_generator.rpn_head.winograd is None
+    # a model off the CPU (a GPU's; "meta" stands in here) does not get them
+    from densepose_ros.modeling.winograd import map_winograd_for
+
+    conv = nn.Conv2d(256, 256, 3, padding=1)
+    assert map_winograd_for(conv) is not None
+    assert map_winograd_for(conv.to("meta")) is None
 
 
 def test_head_falls_back_to_direct_convolution_off_float32_cpu():

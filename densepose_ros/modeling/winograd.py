@@ -297,8 +297,10 @@ def map_winograd_for(conv: nn.Conv2d) -> WinogradConv3x3 | None:
     """Winograd for one convolution over feature maps where it is faster than the direct
     one: a plain 3x3 with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out (measured
     with 256 channels on FPN maps of a 1067x800 image: 1.2-1.3x), when the compiled kernels
-    exist (the torch-op transforms are slower than the direct convolution on whole maps)."""
-    if (_is_plain_3x3(conv) and min(conv.in_channels, conv.out_channels)
+    exist (the torch-op transforms are slower than the direct convolution on whole maps).
+    Only for a model on the CPU: on a GPU the kernels would not run, so they are not built."""
+    if (conv.weight.device.type == "cpu" and _is_plain_3x3(conv)
+            and min(conv.in_channels, conv.out_channels)
             >= WINOGRAD_MIN_CHANNELS and conv.in_channels % CHANNEL_MULTIPLE == 0
             and conv.out_channels % CHANNEL_MULTIPLE == 0 and load_kernels() is not None):
         return WinogradConv3x3(conv)
