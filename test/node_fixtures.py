@@ -100,9 +100,10 @@ class RosClient:
         # Outputs as rviz and recorders read them (best available), deep enough to keep all.
         qos = QoSProfile(depth=300, reliability=ReliabilityPolicy.BEST_AVAILABLE)
         self.persons, self.iuv, self.debug, self.points, self.diagnostics = [], [], [], [], []
-        self.node.create_subscription(
+        self.persons_sub = self.node.create_subscription(
             DensePersonArray, "densepose/persons", self.persons.append, qos)
-        self.node.create_subscription(Image, "densepose/iuv", self.iuv.append, qos)
+        self.iuv_sub = self.node.create_subscription(Image, "densepose/iuv", self.iuv.append,
+                                                     qos)
         self.node.create_subscription(PointCloud2, "densepose/surface_points",
                                       self.points.append, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append,
@@ -123,6 +124,13 @@ class RosClient:
                 return True
             self.executor.spin_once(timeout_sec=0.05)
         return predicate()
+
+    def wait_for_outputs(self, timeout: float = 60.0) -> bool:
+        """Until the node's persons and IUV publishers are matched with our subscriptions:
+        a subscriber that joins late misses the frames published before (discovery between
+        processes takes seconds on a loaded machine), and some tests count every frame."""
+        return self.spin_until(lambda: self.persons_sub.get_publisher_count() > 0
+                               and self.iuv_sub.get_publisher_count() > 0, timeout)
 
     def spin_for(self, seconds: float) -> None:
         self.spin_until(lambda: False, seconds)

@@ -58,6 +58,7 @@ def test_default_qos_camera_gets_persons_and_full_size_iuv(ros_process, rclpy_co
     client = RosClient(rclpy_context, inputs=False)
     try:
         node = start_default_node(ros_process)
+        assert client.wait_for_outputs(), node.output()  # every frame is counted below
         camera = start_camera(ros_process, f"{width}x{height}", "default", 4)
         assert camera.popen.wait(timeout=90) == 0, camera.output()
         values = settle(client)
@@ -173,6 +174,7 @@ def test_shipped_fastdds_profile_delivers_best_effort_1080p(ros_process, rclpy_c
     client = RosClient(rclpy_context, inputs=False)
     try:
         node = start_default_node(ros_process)
+        assert client.wait_for_outputs(), node.output()
         camera = start_camera(ros_process, "1920x1080", "sensor_data", 4, wait=10)
         assert camera.popen.wait(timeout=90) == 0, camera.output()
         values = settle(client)
