@@ -124,12 +124,14 @@ def main() -> int:
     import cv2
     import torch
 
+    from densepose_ros.inference.structures import STAGES
     from densepose_ros.modeling import get_config
 
     torch.set_num_threads(args.threads)
     image_path = PARITY / "input_bgr.png"
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     samples: dict[str, list[float]] = {"detectron2": []}
+    stages: dict[str, dict[str, list[float]]] = {}  # ours: per-stage seconds of every run
     detections: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         pkl = stand_in_checkpoint(Path(tmp), get_config(CONFIG).detectron2_config,
@@ -151,6 +153,9 @@ def main() -> int:
                     start = time.perf_counter()
                     result = backend.infer(image)
                     samples.setdefault(key, []).append(time.perf_counter() - start)
+                    for stage in STAGES:
+                        stages.setdefault(key, {}).setdefault(stage, []).append(
+                            getattr(result.timings, stage))
                 detections[key] = len(result)
             print(f"round {round_index + 1}: " + ", ".join(
                 f"{k} {statistics.median(v[-args.repeats:]):.2f} s" for k, v in samples.items()),
@@ -166,6 +171,10 @@ def main() -> int:
                                   "speedup_vs_detectron2": d2_median / median}
         print(f"  {key:<22} {median:6.3f} s  {d2_median / median:4.2f}x  "
               f"({detections[key]} detections)")
+        if key in stages:
+            per_stage = {stage: statistics.median(v) for stage, v in stages[key].items()}
+            report["results"][key]["stage_medians_s"] = per_stage
+            print("    stages: " + ", ".join(f"{k} {v:.3f} s" for k, v in per_stage.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "side_by_side_detectron2.json").write_text(json.dumps(report, indent=1))
     return 0

@@ -120,6 +120,30 @@ def _conv3x3_relu(padded: torch.Tensor, filters: torch.Tensor, bias: torch.Tenso
     out.relu_()
 
 
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] -> an [N, H, W, C] view with contiguous channels (a copy only when the
+    input is not channels-last)."""
+    nhwc = x.permute(0, 2, 3, 1)
+    return nhwc if nhwc.stride(3) == 1 else nhwc.contiguous()
+
+
+def _boxes_per_pass(n: int, h: int, w: int) -> int:
+    """Boxes of H x W through a stack at a time: about ``TILE_ROWS_PER_PASS`` tiles."""
+    return max(1, min(n, TILE_ROWS_PER_PASS // (((h + 1) // 2) * ((w + 1) // 2))))
+
+
+def _compiled_conv_tiles(kernels: WinogradKernels, source: torch.Tensor, tiles: torch.Tensor,
+                         products: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor,
+                         relu: bool, target: torch.Tensor, first: int, end: int) -> None:
+    """Tiles [first, end) of one convolution with the compiled transforms: NHWC `source` ->
+    NHWC `target`, through the buffers `tiles` [16, >= end - first, C] and `products`
+    [16, >= end - first, K]."""
+    count = end - first
+    kernels.input_tiles(source, tiles, first, end)
+    torch.bmm(tiles[:, :count], filters, out=products[:, :count])
+    kernels.output_tiles(products, bias, relu, target, first, end)
+
+
 def winograd_conv3x3(kernels: WinogradKernels, x: torch.Tensor, filters: torch.Tensor,
                      bias: torch.Tensor, relu: bool,
                      tiles_per_chunk: int = MAP_TILES_PER_CHUNK) -> torch.Tensor:
@@ -129,19 +153,15 @@ def winograd_conv3x3(kernels: WinogradKernels, x: torch.Tensor, filters: torch.T
     [N, K, H, W] stored channels-last."""
     n, channels, h, w = x.shape
     out_channels = filters.shape[2]
-    nhwc = x.permute(0, 2, 3, 1)
-    if nhwc.stride(3) != 1:
-        nhwc = nhwc.contiguous()
+    nhwc = _nhwc(x)
     out = x.new_empty(n, h, w, out_channels)
     count = n * ((h + 1) // 2) * ((w + 1) // 2)
     chunk = min(count, tiles_per_chunk)
     tiles = x.new_empty(16, chunk, channels)
     products = x.new_empty(16, chunk, out_channels)
     for first in range(0, count, chunk):
-        end = min(count, first + chunk)
-        kernels.input_tiles(nhwc, tiles, first, end)
-        torch.bmm(tiles[:, :end - first], filters, out=products[:, :end - first])
-        kernels.output_tiles(products, bias, relu, out, first, end)
+        _compiled_conv_tiles(kernels, nhwc, tiles, products, filters, bias, relu, out, first,
+                             min(count, first + chunk))
     return out.permute(0, 3, 1, 2)
 
 
@@ -220,14 +240,12 @@ class WinogradConvReLUStack(nn.Module):
         layers = self._layers()
         channels = layers[-1][0].shape[2]
         tiles_per_box = ((h + 1) // 2) * ((w + 1) // 2)
-        per_pass = min(n, max(1, TILE_ROWS_PER_PASS // tiles_per_box))
+        per_pass = _boxes_per_pass(n, h, w)
         rows = per_pass * tiles_per_box
         tiles = x.new_empty(16 * rows * max(in_channels, channels))
         products = x.new_empty(16, rows, channels)
         between = [x.new_empty(per_pass, h, w, channels) for _ in range(2)]
-        nhwc = x.permute(0, 2, 3, 1)
-        if nhwc.stride(3) != 1:
-            nhwc = nhwc.contiguous()
+        nhwc = _nhwc(x)
         out = x.new_empty(n, h, w, channels)
         for start in range(0, n, per_pass):
             boxes = min(per_pass, n - start)
@@ -235,13 +253,10 @@ class WinogradConvReLUStack(nn.Module):
             source = nhwc[start:start + boxes]
             for k, (filters, bias) in enumerate(layers):
                 c = source.shape[3]
-                layer_tiles = tiles[:16 * count * c].view(16, count, c)
-                kernels.input_tiles(source, layer_tiles, 0, count)
-                layer_products = products[:, :count]
-                torch.bmm(layer_tiles, filters, out=layer_products)
                 target = out[start:start + boxes] if k == len(layers) - 1 \
                     else between[k % 2][:boxes]
-                kernels.output_tiles(layer_products, bias, True, target, 0, count)
+                _compiled_conv_tiles(kernels, source, tiles[:16 * count * c].view(16, count, c),
+                                     products, filters, bias, True, target, 0, count)
                 source = target
         return out.permute(0, 3, 1, 2)
 
@@ -250,8 +265,8 @@ class WinogradConvReLUStack(nn.Module):
         n, in_channels, h, w = x.shape
         layers = self._layers()
         channels = layers[-1][0].shape[2]
-        per_pass = max(1, TILE_ROWS_PER_PASS // (((h + 1) // 2) * ((w + 1) // 2)))
-        ws = _Workspace(x, min(per_pass, n), h, w, in_channels, channels)
+        per_pass = _boxes_per_pass(n, h, w)
+        ws = _Workspace(x, per_pass, h, w, in_channels, channels)
         out = x.new_empty(n, h, w, channels)
         for start in range(0, n, per_pass):
             boxes = min(per_pass, n - start)
